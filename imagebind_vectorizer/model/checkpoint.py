@@ -1,0 +1,160 @@
+"""Loading the official `imagebind_huge.pth` state dict (or any checkpoint in its format).
+
+The model is built on the `meta` device (no random initialisation that the checkpoint then
+overwrites) and the memory-mapped tensors are assigned straight into it: a float32 CPU
+deployment holds exactly one copy of the weights, paged in from the file as used."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from imagebind_vectorizer.errors import CheckpointError
+from imagebind_vectorizer.modality import ENCODERS
+from imagebind_vectorizer.model.config import ImageBindConfig
+from imagebind_vectorizer.model.download import OFFICIAL_CHECKPOINT_URL, download, read_sidecar
+from imagebind_vectorizer.model.imagebind import ImageBind
+
+log = logging.getLogger(__name__)
+
+_MODALITY_OF_KEY = re.compile(r"^modality_(?:preprocessors|trunks|heads|postprocessors)\.([a-z]+)\.")
+# Kept in float32 whatever the compute dtype: bf16 would round exp(log 20) to 20.125.
+_KEEP_FLOAT32 = ("log_logit_scale",)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("IMAGEBIND_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "imagebind-vectorizer"
+
+
+@dataclass(frozen=True)
+class CheckpointSource:
+    """Where the weights come from: an explicit local path (never downloaded) or a URL cached
+    under `cache_dir`."""
+
+    path: Path | None = None
+    url: str = OFFICIAL_CHECKPOINT_URL
+    sha256: str | None = None
+    size: int | None = None
+    cache_dir: Path | None = None
+
+    def cached_path(self) -> Path:
+        name = self.url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "checkpoint.pth"
+        return (self.cache_dir or default_cache_dir()) / name
+
+
+def resolve_checkpoint(source: CheckpointSource, *, progress: bool = True) -> Path:
+    """A local file ready to load. Downloads only when no explicit path was given."""
+    if source.path is not None:
+        path = Path(source.path).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist (an explicit path is never downloaded; "
+                                  "unset it to download the official weights)")
+        return path
+    path = source.cached_path()
+    if path.is_file():
+        record = read_sidecar(path)
+        if source.sha256 and record and record.sha256 != source.sha256.lower():
+            raise CheckpointError(f"cached checkpoint {path} has sha256 {record.sha256}, expected "
+                                  f"{source.sha256}; delete it to download again")
+        return path
+    log.info("downloading %s to %s", source.url, path)
+    download(source.url, path, sha256=source.sha256, size=source.size, progress=progress)
+    return path
+
+
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """The checkpoint's tensors, memory-mapped; never unpickles arbitrary objects."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):
+            raise CheckpointError(f"{path} is not a loadable PyTorch checkpoint: {exc}") from exc
+        # Pre-1.6 (non-zip) files cannot be memory-mapped; load them whole, still weights-only.
+        log.warning("%s is in the legacy format; loading without memory mapping", path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a loadable PyTorch checkpoint: {exc}") from exc
+    if isinstance(state, dict) and len(state) == 1 and isinstance(next(iter(state.values())), dict):
+        state = next(iter(state.values()))  # {"model": state_dict} wrappers
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    return state
+
+
+def build_model_from_state_dict(state: dict[str, Tensor], config: ImageBindConfig,
+                                encoders: tuple[str, ...], *, dtype: torch.dtype = torch.float32,
+                                device: str | torch.device = "cpu") -> ImageBind:
+    with torch.device("meta"):
+        model = ImageBind(config, encoders)
+    mapping = model.official_key_map()
+    wanted = {official: own for own, official in mapping.items()}
+    present_for_enabled = set()
+    unexpected = []
+    for key in state:
+        match = _MODALITY_OF_KEY.match(key)
+        if match is None or match.group(1) not in ENCODERS:
+            unexpected.append(key)
+        elif match.group(1) in encoders:
+            present_for_enabled.add(key)
+    unexpected += sorted(present_for_enabled - wanted.keys())
+    missing = sorted(wanted.keys() - present_for_enabled)
+    if missing or unexpected:
+        raise CheckpointError(_key_report(missing, unexpected))
+
+    expected_shapes = {k: v.shape for k, v in model.state_dict(keep_vars=True).items()}
+    mismatched = [f"{official}: checkpoint {tuple(state[official].shape)}, model {tuple(expected_shapes[own])}"
+                  for official, own in wanted.items() if state[official].shape != expected_shapes[own]]
+    if mismatched:
+        raise CheckpointError("checkpoint shapes do not match the architecture (does --model-config "
+                              f"match the checkpoint?): {_clip_list(mismatched)}")
+
+    target = torch.device(device)
+    tensors: dict[str, Tensor] = {}
+    for official, own in wanted.items():
+        tensor = state[official]
+        if tensor.is_floating_point() and not own.endswith(_KEEP_FLOAT32):
+            tensor = tensor.to(device=target, dtype=dtype)
+        else:
+            tensor = tensor.to(device=target, dtype=torch.float32 if tensor.is_floating_point() else None)
+        tensors[own] = tensor
+    model.load_state_dict(tensors, strict=True, assign=True)
+    return model.eval().requires_grad_(False)
+
+
+def load_model(path: Path, config: ImageBindConfig, encoders: tuple[str, ...] = ENCODERS, *,
+               dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> ImageBind:
+    started = time.perf_counter()
+    model = build_model_from_state_dict(read_state_dict(path), config, encoders, dtype=dtype, device=device)
+    log.info("loaded %s (%s) in %.2f s", path, ",".join(encoders), time.perf_counter() - started)
+    return model
+
+
+def save_official_checkpoint(model: ImageBind, path: Path) -> None:
+    """Write `model` in the official checkpoint format (key names of `imagebind_huge.pth`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.contiguous() for k, v in model.official_state_dict().items()}, path)
+
+
+def _clip_list(items: list[str], limit: int = 12) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" ... and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _key_report(missing: list[str], unexpected: list[str]) -> str:
+    parts = ["checkpoint keys do not match the ImageBind architecture"]
+    if missing:
+        parts.append(f"missing {len(missing)} key(s): {_clip_list(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} key(s): {_clip_list(unexpected)}")
+    return "; ".join(parts)

@@ -1,0 +1,160 @@
+"""IMU recordings -> (1, 6, 2000): three accelerometer and three gyroscope channels.
+
+Official profile: a CSV whose header names the channels (mapped by name, extra columns such as
+timestamps ignored, so column order does not matter), a header-less CSV of exactly six columns in
+the configured order, or a `.npy` array of shape (6, N). The N x 6 table is *transposed* to 6 x N.
+Legacy profile: Weaviate's container reads the CSV after one header row and *reshapes* N x 6 to
+6 x N, interleaving samples of different sensors; reproduced for compatibility.
+Both crop or zero-pad the time axis to 2000 samples."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import numpy as np
+import torch
+
+from imagebind_vectorizer.errors import InputError
+from imagebind_vectorizer.model.config import IMU_CHANNELS, IMU_SAMPLES
+from imagebind_vectorizer.preprocess.profiles import Limits, PreprocessOptions
+
+NPY_MAGIC = b"\x93NUMPY"
+
+# Accepted header spellings for each canonical channel name.
+_AXIS = r"[_\- ]?(?P<axis>[xyz])$"
+_SENSOR_PATTERNS = {
+    "gyro": re.compile(r"^(gyro|gyroscope|gyr|g)" + _AXIS),
+    "accl": re.compile(r"^(accl|acc|accel|accelerometer|acceleration|a)" + _AXIS),
+}
+
+
+def canonical_channel(header: str) -> str | None:
+    name = header.strip().strip('"').lower()
+    for sensor, pattern in _SENSOR_PATTERNS.items():
+        match = pattern.match(name)
+        if match:
+            return f"{sensor}_{match.group('axis')}"
+    return None
+
+
+def fit_length(samples: torch.Tensor) -> torch.Tensor:
+    """(6, N) -> (6, 2000): keep the first 2000 samples or zero-pad at the end."""
+    n = samples.shape[1]
+    if n >= IMU_SAMPLES:
+        return samples[:, :IMU_SAMPLES].contiguous()
+    return torch.nn.functional.pad(samples, (0, IMU_SAMPLES - n))
+
+
+def _check_values(array: np.ndarray, limits: Limits) -> None:
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise InputError(f"IMU data has shape {array.shape}; expected 6 channels x N samples", reason="shape")
+    if array.shape[1] > limits.max_imu_samples:
+        raise InputError(f"IMU data has {array.shape[1]} samples, over the limit of {limits.max_imu_samples}",
+                         reason="too_large")
+    if not np.isfinite(array).all():
+        raise InputError("IMU data holds NaN or infinite values", reason="invalid")
+
+
+def _decode_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError("IMU data is neither a .npy array nor UTF-8 CSV text", reason="decode") from exc
+
+
+def _parse_float_rows(rows: list[list[str]], first_line: int) -> np.ndarray:
+    try:
+        return np.array([[float(cell) for cell in row] for row in rows], dtype=np.float32).reshape(len(rows), -1)
+    except ValueError as exc:
+        for number, row in enumerate(rows, start=first_line):
+            try:
+                [float(cell) for cell in row]
+            except ValueError:
+                raise InputError(f"IMU CSV line {number} is not numeric: {','.join(row)[:80]!r}",
+                                 reason="decode") from exc
+        raise InputError(f"IMU CSV rows have different lengths: {exc}", reason="shape") from exc
+
+
+def _read_csv(data: bytes, limits: Limits) -> tuple[list[str] | None, list[list[str]]]:
+    text = _decode_text(data)
+    rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+    if not rows:
+        raise InputError("IMU CSV is empty", reason="empty")
+    if len(rows) > limits.max_imu_samples + 1:
+        raise InputError(f"IMU CSV has {len(rows)} rows, over the limit of {limits.max_imu_samples}",
+                         reason="too_large")
+    try:
+        [float(cell) for cell in rows[0]]
+        return None, rows
+    except ValueError:
+        return rows[0], rows[1:]
+
+
+def _official(data: bytes, options: PreprocessOptions) -> np.ndarray:
+    limits = options.limits
+    if data.startswith(NPY_MAGIC):
+        try:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as exc:
+            raise InputError(f"corrupt .npy IMU array: {exc}", reason="decode") from exc
+        if not np.issubdtype(array.dtype, np.number):
+            raise InputError(f".npy IMU array has dtype {array.dtype}; expected numbers", reason="invalid")
+        if array.ndim != 2 or array.shape[0] != IMU_CHANNELS:
+            hint = " (transpose it)" if array.ndim == 2 and array.shape[1] == IMU_CHANNELS else ""
+            raise InputError(f".npy IMU array has shape {array.shape}; expected (6, N){hint}", reason="shape")
+        array = array.astype(np.float32)
+        _check_values(array, limits)
+        return array
+    header, rows = _read_csv(data, limits)
+    if not rows:
+        raise InputError("IMU CSV has a header but no samples", reason="empty")
+    table = _parse_float_rows(rows, first_line=2 if header else 1)
+    if header is None:
+        if table.shape[1] != IMU_CHANNELS:
+            raise InputError(f"IMU CSV without a header has {table.shape[1]} columns; expected 6 "
+                             f"({', '.join(options.imu_channels)}) or a header naming them", reason="shape")
+        array = table.T
+    else:
+        if table.shape[1] != len(header):
+            raise InputError(f"IMU CSV rows have {table.shape[1]} values but the header names {len(header)} "
+                             "columns", reason="shape")
+        columns = {}
+        for position, name in enumerate(header):
+            channel = canonical_channel(name)
+            if channel is not None and channel not in columns:
+                columns[channel] = position
+        missing = [c for c in options.imu_channels if c not in columns]
+        if missing:
+            raise InputError(f"IMU CSV header {header} lacks channel(s) {missing}; name the columns "
+                             f"{', '.join(options.imu_channels)}", reason="shape")
+        array = np.stack([table[:, columns[c]] for c in options.imu_channels])
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    _check_values(array, limits)
+    return array
+
+
+def _legacy(data: bytes, options: PreprocessOptions) -> np.ndarray:
+    # The container: np.loadtxt(delimiter=",", skiprows=1), then reshape (N, 6) -> (6, N).
+    header, rows = _read_csv(data, options.limits)
+    body = rows if header is not None else rows[1:]  # it skips the first line whatever it holds
+    if not body:
+        raise InputError("IMU CSV has no samples after its header row", reason="empty")
+    table = _parse_float_rows(body, first_line=2)
+    if table.shape[1] != IMU_CHANNELS:
+        raise InputError(f"IMU CSV has {table.shape[1]} columns; the legacy profile needs exactly 6",
+                         reason="shape")
+    array = np.ascontiguousarray(table.reshape(table.shape[1], table.shape[0]))
+    _check_values(array, options.limits)
+    return array
+
+
+def preprocess_imu(data: bytes, options: PreprocessOptions) -> torch.Tensor:
+    if not data:
+        raise InputError("empty IMU data", reason="empty")
+    if len(data) > options.limits.max_item_bytes:
+        raise InputError(f"IMU data is {len(data)} bytes, over the limit of {options.limits.max_item_bytes}",
+                         reason="too_large")
+    array = _official(data, options) if options.behaviour.imu_by_name else _legacy(data, options)
+    return fit_length(torch.from_numpy(array))[None]

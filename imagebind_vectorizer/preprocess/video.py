@@ -1,0 +1,209 @@
+"""Video -> (15, 3, 2, 224, 224): 5 clips x 3 spatial crops of 2 frames each, as ImageBind does.
+
+Decoded with PyAV (FFmpeg) in memory. Which frames make a clip is where the profiles differ:
+- official: the reference decodes with decord: duration = frames / average fps, and clip k takes
+  frame indices ceil(fps * start) .. min(ceil(fps * end), frames) - 1;
+- weaviate-legacy: pytorchvideo 0.1.5's PyAV decoder: duration from the stream header, and clip k
+  takes the frames whose pts lies in [ceil(start / time_base), ceil(end / time_base)).
+Each clip keeps its first and last frame (UniformTemporalSubsample(2)); frames are scaled to
+[0, 1], short side to 224 (bilinear, no antialias), normalised, and cropped left/centre/right."""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from imagebind_vectorizer.errors import InputError
+from imagebind_vectorizer.model.config import IMAGE_SIZE
+from imagebind_vectorizer.preprocess.audio import _first_line
+from imagebind_vectorizer.preprocess.clips import clip_bounds
+from imagebind_vectorizer.preprocess.imaging import CLIP_MEAN, CLIP_STD
+from imagebind_vectorizer.preprocess.profiles import Limits, PreprocessOptions
+
+CLIP_SECONDS = 2
+CLIPS = 5
+FRAMES_PER_CLIP = 2
+CROPS = 3
+VIEWS = CLIPS * CROPS
+
+
+@dataclass
+class _ClipFrames:
+    """First and last frame (as decoded, not yet converted) of one clip."""
+
+    first: av.VideoFrame | None = None
+    last: av.VideoFrame | None = None
+
+    def add(self, frame: av.VideoFrame) -> None:
+        if self.first is None:
+            self.first = frame
+        self.last = frame
+
+
+def preprocess_video(data: bytes, options: PreprocessOptions) -> torch.Tensor:
+    limits = options.limits
+    if not data:
+        raise InputError("empty video", reason="empty")
+    if len(data) > limits.max_item_bytes:
+        raise InputError(f"video is {len(data)} bytes, over the limit of {limits.max_item_bytes}",
+                         reason="too_large")
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except Exception as exc:
+        raise InputError(f"not a video FFmpeg can read: {_first_line(exc)}", reason="decode") from exc
+    with container:
+        stream = _video_stream(container, limits)
+        try:
+            if options.behaviour.video_frames_by_index:
+                clips = _frames_by_index(container, stream, limits)
+            else:
+                clips = _frames_by_pts(container, stream, limits)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"corrupt video: {_first_line(exc)}", reason="decode") from exc
+        views = [view for clip in clips for view in _clip_views(clip)]
+    return torch.stack(views)
+
+
+def _video_stream(container: av.container.InputContainer, limits: Limits) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise InputError("no video stream in the file", reason="decode")
+    stream = container.streams.video[0]
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width * height > limits.max_video_frame_pixels:
+        raise InputError(f"video frames are {width}x{height}, over the limit of "
+                         f"{limits.max_video_frame_pixels} pixels", reason="too_large")
+    seconds = None
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / av.time_base
+    if seconds is not None and seconds > limits.max_video_seconds + 1:
+        raise InputError(f"video is {seconds:.1f} s long, over the limit of {limits.max_video_seconds:g} s",
+                         reason="too_long")
+    stream.thread_type = "AUTO"  # frame-threaded decoding; output order is unchanged
+    return stream
+
+
+def _decoded_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                    limits: Limits):
+    """Every frame in presentation order, refusing to run past the duration limit."""
+    rate = float(stream.average_rate or stream.guessed_rate or 30)
+    max_frames = int(limits.max_video_seconds * rate) + 2
+    for count, frame in enumerate(container.decode(stream), start=1):
+        if count > max_frames:
+            raise InputError(f"video is longer than the limit of {limits.max_video_seconds:g} s",
+                             reason="too_long")
+        yield frame
+
+
+def _frames_by_index(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                     limits: Limits) -> list[_ClipFrames]:
+    fps_fraction = stream.average_rate or stream.guessed_rate
+    if not fps_fraction:
+        raise InputError("video stream has no frame rate", reason="decode")
+    fps = float(fps_fraction)
+    total = stream.frames or _count_packets(container, stream)
+    if total < 1:
+        raise InputError("video stream holds no frames", reason="decode")
+    bounds = clip_bounds(total / fps, CLIP_SECONDS, CLIPS, minus_one=True)
+    wanted: list[tuple[int, int]] = []
+    for start, end in bounds:
+        first, stop = math.ceil(fps * start), min(math.ceil(fps * end), total)
+        if stop <= first:
+            raise InputError("a clip of the video holds no frames", reason="decode")
+        wanted.append((first, stop - 1))
+    needed = {index for pair in wanted for index in pair}
+    picked: dict[int, av.VideoFrame] = {}
+    last_needed = max(needed)
+    for index, frame in enumerate(_decoded_frames(container, stream, limits)):
+        if index in needed:
+            picked[index] = frame
+        if index >= last_needed:
+            break
+    if len(picked) != len(needed):
+        raise InputError(f"video is truncated: its header announces {total} frames but fewer decode",
+                         reason="decode")
+    return [_ClipFrames(picked[a], picked[b]) for a, b in wanted]
+
+
+def _frames_by_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                   limits: Limits) -> list[_ClipFrames]:
+    time_base = stream.time_base
+    if time_base is None:
+        raise InputError("video stream has no time base", reason="decode")
+    start_pts = stream.start_time or 0
+    frames: list[av.VideoFrame] | None = None
+    if stream.duration is not None:
+        duration_pts = stream.duration
+    else:  # no duration in the header: pytorchvideo decodes everything and uses the last pts
+        frames = _unique_pts(_decoded_frames(container, stream, limits))
+        if not frames:
+            raise InputError("video stream holds no frames", reason="decode")
+        duration_pts = frames[-1].pts
+    duration = int(duration_pts - start_pts) * Fraction(time_base)
+    ranges = []
+    for start, end in clip_bounds(duration, CLIP_SECONDS, CLIPS, minus_one=False):
+        ranges.append((math.ceil(start / time_base) + start_pts, math.ceil(end / time_base) + start_pts))
+    clips = [_ClipFrames() for _ in ranges]
+    source = frames if frames is not None else _unique_pts(_decoded_frames(container, stream, limits))
+    for frame in source:
+        for clip, (low, high) in zip(clips, ranges, strict=True):
+            if low <= frame.pts < high:
+                clip.add(frame)
+    if any(clip.first is None for clip in clips):
+        raise InputError("a clip of the video holds no frames", reason="decode")
+    return clips
+
+
+def _unique_pts(frames) -> list[av.VideoFrame]:
+    """Frames sorted by pts, a later frame replacing an earlier one with the same pts (as
+    pytorchvideo's dict does); frames without pts are dropped."""
+    by_pts = {frame.pts: frame for frame in frames if frame.pts is not None}
+    return [by_pts[pts] for pts in sorted(by_pts)]
+
+
+def _count_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    count = sum(1 for packet in container.demux(stream) if packet.size)
+    container.seek(0, stream=stream)
+    return count
+
+
+def _clip_views(clip: _ClipFrames) -> list[torch.Tensor]:
+    assert clip.first is not None and clip.last is not None
+    frames = np.stack([clip.first.to_ndarray(format="rgb24"), clip.last.to_ndarray(format="rgb24")])
+    video = torch.from_numpy(frames).permute(3, 0, 1, 2).to(torch.float32) / 255.0  # (C, T, H, W)
+    video = _short_side_scale(video, IMAGE_SIZE)
+    mean = torch.tensor(CLIP_MEAN, dtype=torch.float32)[:, None, None, None]
+    std = torch.tensor(CLIP_STD, dtype=torch.float32)[:, None, None, None]
+    video = video.sub_(mean).div_(std)
+    return [_spatial_crop(video, IMAGE_SIZE, index) for index in range(CROPS)]
+
+
+def _short_side_scale(video: torch.Tensor, size: int) -> torch.Tensor:
+    _, _, height, width = video.shape
+    if width < height:
+        new_h, new_w = math.floor(float(height) / width * size), size
+    else:
+        new_h, new_w = size, math.floor(float(width) / height * size)
+    return F.interpolate(video, size=(new_h, new_w), mode="bilinear", align_corners=False)
+
+
+def _spatial_crop(video: torch.Tensor, size: int, index: int) -> torch.Tensor:
+    """Crop 0/1/2 = start/centre/end of the longer side (width when square)."""
+    height, width = video.shape[2], video.shape[3]
+    y = math.ceil((height - size) / 2)
+    x = math.ceil((width - size) / 2)
+    if height > width:
+        y = {0: 0, 1: y, 2: height - size}[index]
+    else:
+        x = {0: 0, 1: x, 2: width - size}[index]
+    return video[:, :, y: y + size, x: x + size]
