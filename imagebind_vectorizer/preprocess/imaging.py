@@ -76,7 +76,7 @@ def center_crop(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
 def normalized_tensor(image: Image.Image, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """(C, H, W) float32 in [0, 1] (8-bit modes) or as-is (mode "F"), then (x - mean) / std."""
     if image.mode == "F":
-        array = np.asarray(image, dtype=np.float32)[None]
+        array = np.array(image, dtype=np.float32)[None]
     else:
         array = np.asarray(image, dtype=np.uint8)
         array = (array[None] if array.ndim == 2 else array.transpose(2, 0, 1)).astype(np.float32) / 255.0

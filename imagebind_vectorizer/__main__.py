@@ -1,0 +1,5 @@
+import sys
+
+from imagebind_vectorizer.cli import main
+
+sys.exit(main())

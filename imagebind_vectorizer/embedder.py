@@ -1,0 +1,179 @@
+"""The Python API: bytes in, vectors out, in process. No threads, queues or transports here; the
+engine builds on the same three steps (preprocess -> forward -> finish) to batch across requests.
+
+    from imagebind_vectorizer.embedder import Embedder
+    embedder = Embedder(Settings.load(checkpoint="imagebind_huge.pth", modalities="text,vision"))
+    vectors = embedder.embed("image", [open("cat.jpg", "rb").read()])   # (1, 1024) numpy array
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from imagebind_vectorizer import __version__
+from imagebind_vectorizer.errors import ConfigError, InputError
+from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.model.checkpoint import load_model, resolve_checkpoint
+from imagebind_vectorizer.model.config import load_config
+from imagebind_vectorizer.model.download import read_sidecar, sha256_file, write_sidecar
+from imagebind_vectorizer.model.imagebind import ImageBind, average_clips, random_model
+from imagebind_vectorizer.preprocess import preprocess
+from imagebind_vectorizer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: a forward never gets more rows than this, whatever the caller passes to `embed`
+DEFAULT_CHUNK = 16
+
+
+@dataclass
+class CheckpointInfo:
+    path: str | None
+    size: int | None
+    sha256: str | None  # None until known (computed in the background for unrecorded files)
+    random_seed: int | None = None
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the weights for cache keys without hashing gigabytes at start-up."""
+        if self.random_seed is not None:
+            return f"random-{self.random_seed}"
+        if self.sha256:
+            return self.sha256
+        stat = Path(self.path).stat() if self.path else None
+        basis = f"{self.path}:{stat.st_size}:{stat.st_mtime_ns}" if stat else "unknown"
+        return "file-" + hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+class Embedder:
+    def __init__(self, settings: Settings | None = None, *, model: ImageBind | None = None,
+                 progress: bool = True) -> None:
+        self.settings = settings or Settings.load()
+        self.options = self.settings.preprocess_options()
+        self.config = load_config(self.settings.model_config)
+        self.device = torch.device(self.settings.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.settings.device} requested but CUDA is not available")
+        if self.settings.torch_threads:
+            torch.set_num_threads(self.settings.torch_threads)
+        started = time.perf_counter()
+        if model is not None:
+            self.model = model.to(self.device).eval()
+            self.checkpoint = CheckpointInfo(path=None, size=None, sha256=None, random_seed=-1)
+        elif self.settings.random_weights:
+            self.model = random_model(self.config, self.settings.encoders).to(
+                device=self.device, dtype=self.settings.torch_dtype)
+            _keep_scales_float32(self.model)
+            self.checkpoint = CheckpointInfo(path=None, size=None, sha256=None, random_seed=0)
+        else:
+            path = resolve_checkpoint(self.settings.checkpoint_source(), progress=progress)
+            self.model = load_model(path, self.config, self.settings.encoders,
+                                    dtype=self.settings.torch_dtype, device=self.device)
+            record = read_sidecar(path)
+            self.checkpoint = CheckpointInfo(path=str(path), size=path.stat().st_size,
+                                             sha256=record.sha256 if record else None)
+        self.load_seconds = time.perf_counter() - started
+        self._digest_thread: threading.Thread | None = None
+
+    # The three steps --------------------------------------------------------------------------
+    def preprocess(self, kind: InputKind | str, item: bytes | str) -> torch.Tensor:
+        kind = InputKind.parse(kind) if isinstance(kind, str) else kind
+        self.require(kind)
+        return preprocess(kind, item, self.options)
+
+    @torch.inference_mode()
+    def forward(self, kind: InputKind, batch: torch.Tensor) -> torch.Tensor:
+        """(rows, ...) model inputs -> (rows, D) float32 per-row embeddings (official scaling)."""
+        x = batch.to(self.device, non_blocking=True)
+        if x.is_floating_point():
+            x = x.to(self.settings.torch_dtype)
+        return self.model(kind.encoder, x).float().cpu()
+
+    def finish(self, per_clip: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
+        """Average each item's clips and apply the output scaling."""
+        vectors = average_clips(per_clip, list(counts))
+        if self.settings.output_scaling == "unit":
+            vectors = F.normalize(vectors, dim=-1)
+        return vectors
+
+    # Convenience ------------------------------------------------------------------------------
+    def embed(self, kind: InputKind | str, items: Sequence[bytes | str], chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """Embed items of one kind; raises InputError (with the item index) for the first bad one."""
+        kind = InputKind.parse(kind) if isinstance(kind, str) else kind
+        self.require(kind)
+        if not items:
+            return np.zeros((0, self.config.out_embed_dim), dtype=np.float32)
+        inputs = []
+        for index, item in enumerate(items):
+            try:
+                inputs.append(preprocess(kind, item, self.options))
+            except InputError as exc:
+                raise exc.located(kind.value, index) from exc
+        counts = [x.shape[0] for x in inputs]
+        rows = torch.cat(inputs)
+        per_clip = torch.cat([self.forward(kind, rows[i:i + chunk]) for i in range(0, rows.shape[0], chunk)])
+        return self.finish(per_clip, counts).numpy()
+
+    def require(self, kind: InputKind) -> None:
+        if kind.encoder not in self.model.enabled:
+            raise InputError(f"{kind.value} is not enabled on this server (enabled encoders: "
+                             f"{', '.join(self.model.enabled)})", reason="disabled", field=kind.value)
+
+    # Metadata ---------------------------------------------------------------------------------
+    def ensure_checkpoint_digest(self) -> None:
+        """Compute the checkpoint's sha256 in the background when no sidecar records it."""
+        info = self.checkpoint
+        if info.sha256 or not info.path or self._digest_thread is not None:
+            return
+
+        def work() -> None:
+            assert info.path is not None
+            record = sha256_file(Path(info.path))
+            info.sha256 = record.sha256
+            write_sidecar(Path(info.path), record)
+            log.info("checkpoint sha256 %s", record.sha256)
+
+        self._digest_thread = threading.Thread(target=work, name="checkpoint-sha256", daemon=True)
+        self._digest_thread.start()
+
+    def meta(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "model": "ImageBindModel",
+            "version": 1,
+            "name": f"imagebind-{self.config.name}",
+            "server": "imagebind-vectorizer",
+            "serverVersion": __version__,
+            "architecture": self.config.name,
+            "architectureConfig": self.config.to_json(),
+            "dimensions": self.config.out_embed_dim,
+            "checkpoint": {
+                "path": self.checkpoint.path,
+                "sizeBytes": self.checkpoint.size,
+                "sha256": self.checkpoint.sha256,
+                "weights": "random" if self.checkpoint.random_seed is not None else "checkpoint",
+            },
+            "modalities": list(self.model.enabled),
+            "inputKinds": [k.value for k in s.enabled_kinds],
+            "device": str(self.device),
+            "dtype": s.dtype,
+            "preprocessing": s.preprocessing,
+            "outputScaling": s.output_scaling,
+        }
+
+
+def _keep_scales_float32(model: ImageBind) -> None:
+    for module in model.modules():
+        if hasattr(module, "log_logit_scale"):
+            module.log_logit_scale.data = module.log_logit_scale.data.float()

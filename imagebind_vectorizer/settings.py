@@ -1,0 +1,265 @@
+"""One settings object for the CLI, the environment and the Python API.
+
+Precedence: defaults < environment variables < command-line flags < keyword arguments. Every field
+declares its environment variable and flag here, so the three surfaces cannot drift apart, and
+`settings_table()` renders the README's table from the same declarations."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imagebind_vectorizer.errors import ConfigError
+from imagebind_vectorizer.modality import InputKind, parse_encoders
+from imagebind_vectorizer.model.checkpoint import CheckpointSource
+from imagebind_vectorizer.model.download import OFFICIAL_CHECKPOINT_URL
+from imagebind_vectorizer.preprocess.profiles import (
+    IMU_DEFAULT_CHANNELS,
+    DepthOptions,
+    Limits,
+    PreprocessOptions,
+    Profile,
+)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_LIMITS = Limits()
+_DEPTH = DepthOptions()
+
+
+def _opt(default: Any, env: str, help: str, group: str, *, choices: Sequence[str] | None = None,
+         flag: str | None = None) -> Any:
+    return field(default=default, metadata={"env": env, "help": help, "group": group,
+                                            "choices": choices, "flag": flag})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Model ------------------------------------------------------------------------------------
+    checkpoint: str | None = _opt(None, "IMAGEBIND_CHECKPOINT", "local checkpoint file; never downloaded",
+                                  "model")
+    checkpoint_url: str = _opt(OFFICIAL_CHECKPOINT_URL, "IMAGEBIND_CHECKPOINT_URL",
+                               "where to download the checkpoint when no local file is given", "model")
+    checkpoint_sha256: str | None = _opt(None, "IMAGEBIND_CHECKPOINT_SHA256",
+                                         "expected sha256 of the downloaded checkpoint", "model")
+    cache_dir: str | None = _opt(None, "IMAGEBIND_CACHE",
+                                 "download cache (default ~/.cache/imagebind-vectorizer)", "model")
+    model_config: str = _opt("huge", "IMAGEBIND_MODEL_CONFIG",
+                             "architecture: a preset (huge) or a JSON file of official ImageBindModel arguments",
+                             "model")
+    modalities: str = _opt("all", "IMAGEBIND_MODALITIES",
+                           "encoders to load, e.g. text,vision,audio (image/video use vision)", "model")
+    device: str = _opt("cpu", "IMAGEBIND_DEVICE", "cpu, cuda or cuda:N", "model")
+    dtype: str = _opt("float32", "IMAGEBIND_DTYPE", "compute dtype", "model", choices=tuple(DTYPES))
+    preprocessing: str = _opt("official", "IMAGEBIND_PREPROCESSING",
+                              "official, or weaviate-legacy to reproduce Weaviate's old container",
+                              "model", choices=tuple(p.value for p in Profile))
+    output_scaling: str = _opt("unit", "IMAGEBIND_OUTPUT_SCALING",
+                               "unit-length vectors, or the official model's scaled outputs", "model",
+                               choices=("unit", "official"))
+    random_weights: bool = _opt(False, "IMAGEBIND_RANDOM_WEIGHTS",
+                                "random weights instead of a checkpoint (benchmarks and tests only)", "model")
+    torch_threads: int = _opt(0, "IMAGEBIND_TORCH_THREADS", "intra-op threads for torch (0: torch's default)",
+                              "model")
+    # Preprocessing ----------------------------------------------------------------------------
+    exif_transpose: bool = _opt(False, "IMAGEBIND_EXIF_TRANSPOSE",
+                                "rotate images by their EXIF tag (the official loader does not)", "preprocessing")
+    imu_channels: str = _opt(",".join(IMU_DEFAULT_CHANNELS), "IMAGEBIND_IMU_CHANNELS",
+                             "IMU channel order fed to the model (CSV columns are matched by these names)",
+                             "preprocessing")
+    depth_units_per_meter: float = _opt(_DEPTH.units_per_meter, "IMAGEBIND_DEPTH_UNITS_PER_METER",
+                                        "16-bit depth PNG units per metre", "preprocessing")
+    depth_baseline_m: float = _opt(_DEPTH.baseline_m, "IMAGEBIND_DEPTH_BASELINE_M",
+                                   "stereo baseline for depth -> disparity", "preprocessing")
+    depth_focal_px: float = _opt(_DEPTH.focal_px, "IMAGEBIND_DEPTH_FOCAL_PX",
+                                 "focal length (pixels) for depth -> disparity", "preprocessing")
+    max_item_bytes: int = _opt(_LIMITS.max_item_bytes, "IMAGEBIND_MAX_ITEM_BYTES",
+                               "largest decoded input item", "limits")
+    max_text_chars: int = _opt(_LIMITS.max_text_chars, "IMAGEBIND_MAX_TEXT_CHARS", "longest text", "limits")
+    max_image_pixels: int = _opt(_LIMITS.max_image_pixels, "IMAGEBIND_MAX_IMAGE_PIXELS",
+                                 "largest image (width x height); stops decompression bombs", "limits")
+    max_image_aspect_ratio: float = _opt(_LIMITS.max_image_aspect_ratio, "IMAGEBIND_MAX_IMAGE_ASPECT_RATIO",
+                                         "most elongated image accepted", "limits")
+    max_audio_seconds: float = _opt(_LIMITS.max_audio_seconds, "IMAGEBIND_MAX_AUDIO_SECONDS",
+                                    "longest audio", "limits")
+    max_video_seconds: float = _opt(_LIMITS.max_video_seconds, "IMAGEBIND_MAX_VIDEO_SECONDS",
+                                    "longest video", "limits")
+    max_video_frame_pixels: int = _opt(_LIMITS.max_video_frame_pixels, "IMAGEBIND_MAX_VIDEO_FRAME_PIXELS",
+                                       "largest video frame (width x height)", "limits")
+    max_imu_samples: int = _opt(_LIMITS.max_imu_samples, "IMAGEBIND_MAX_IMU_SAMPLES",
+                                "most IMU samples per input (the model uses the first 2000)", "limits")
+    # Server and engine ------------------------------------------------------------------------
+    host: str = _opt("127.0.0.1", "IMAGEBIND_HOST", "address to listen on (0.0.0.0 in the images)", "server")
+    port: int = _opt(8080, "IMAGEBIND_PORT", "HTTP port (Weaviate's multi2vec-bind contract, /metrics)",
+                     "server")
+    grpc_port: int = _opt(50061, "IMAGEBIND_GRPC_PORT", "gRPC port (0 disables gRPC)", "server")
+    max_request_bytes: int = _opt(512 * 1024 * 1024, "IMAGEBIND_MAX_REQUEST_BYTES",
+                                  "largest HTTP body or gRPC message", "server")
+    max_batch_size: int = _opt(32, "IMAGEBIND_MAX_BATCH_SIZE",
+                               "most forward passes in one batch (a video is 15)", "engine")
+    max_wait_ms: float = _opt(5.0, "IMAGEBIND_MAX_WAIT_MS",
+                              "longest wait for a batch to fill once work is queued", "engine")
+    queue_size: int = _opt(256, "IMAGEBIND_QUEUE_SIZE",
+                           "most items queued per input kind before 429 / RESOURCE_EXHAUSTED", "engine")
+    workers: int = _opt(0, "IMAGEBIND_WORKERS", "preprocessing threads (0: one per CPU core)", "engine")
+    cache_size: int = _opt(10_000, "IMAGEBIND_CACHE_SIZE", "vectors kept in the LRU cache (0 disables it)",
+                           "engine")
+    cache_kinds: str = _opt("text", "IMAGEBIND_CACHE_KINDS", "input kinds whose vectors are cached", "engine")
+    shutdown_grace_s: float = _opt(30.0, "IMAGEBIND_SHUTDOWN_GRACE_S",
+                                   "on SIGTERM, how long queued work may finish", "server")
+    log_level: str = _opt("info", "IMAGEBIND_LOG_LEVEL", "log level", "server",
+                          choices=("debug", "info", "warning", "error"))
+    log_format: str = _opt("json", "IMAGEBIND_LOG_FORMAT", "structured JSON lines or plain text", "server",
+                           choices=("json", "text"))
+
+    def __post_init__(self) -> None:
+        problems = []
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                problems.append(f"{f.name}={getattr(self, f.name)!r}: expected one of {', '.join(choices)}")
+        try:
+            parse_encoders(self.modalities)
+        except ValueError as exc:
+            problems.append(f"modalities: {exc}")
+        for name in ("max_batch_size", "queue_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        if self.max_wait_ms < 0 or self.cache_size < 0 or self.workers < 0:
+            problems.append("max_wait_ms, cache_size and workers must not be negative")
+        if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
+            problems.append(f"device {self.device!r}: expected cpu, cuda or cuda:N")
+        if problems:
+            raise ConfigError("invalid settings: " + "; ".join(problems))
+
+    # Derived views ----------------------------------------------------------------------------
+    @property
+    def encoders(self) -> tuple[str, ...]:
+        return parse_encoders(self.modalities)
+
+    @property
+    def enabled_kinds(self) -> tuple[InputKind, ...]:
+        return tuple(kind for kind in InputKind if kind.encoder in self.encoders)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    @property
+    def cached_kinds(self) -> frozenset[InputKind]:
+        if self.cache_size == 0:
+            return frozenset()
+        return frozenset(InputKind.parse(k) for k in self.cache_kinds.split(",") if k.strip())
+
+    def preprocess_options(self) -> PreprocessOptions:
+        return PreprocessOptions(
+            profile=Profile(self.preprocessing),
+            limits=Limits(
+                max_item_bytes=self.max_item_bytes, max_text_chars=self.max_text_chars,
+                max_image_pixels=self.max_image_pixels, max_image_aspect_ratio=self.max_image_aspect_ratio,
+                max_audio_seconds=self.max_audio_seconds, max_video_seconds=self.max_video_seconds,
+                max_video_frame_pixels=self.max_video_frame_pixels, max_imu_samples=self.max_imu_samples,
+            ),
+            depth=DepthOptions(units_per_meter=self.depth_units_per_meter, baseline_m=self.depth_baseline_m,
+                               focal_px=self.depth_focal_px),
+            exif_transpose=self.exif_transpose,
+            imu_channels=tuple(c.strip() for c in self.imu_channels.split(",") if c.strip()),
+        )
+
+    def checkpoint_source(self) -> CheckpointSource:
+        return CheckpointSource(
+            path=Path(self.checkpoint) if self.checkpoint else None, url=self.checkpoint_url,
+            sha256=self.checkpoint_sha256, cache_dir=Path(self.cache_dir) if self.cache_dir else None,
+        )
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    # Loading ----------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None,
+             **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f, raw)
+        values.update(_legacy_container_env(env, values))
+        if args is not None:
+            for f in dataclasses.fields(cls):
+                value = getattr(args, f.name, None)
+                if value is not None:
+                    values[f.name] = value
+        values.update(overrides)
+        return cls(**values)
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    default = f.default
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    return str
+
+
+def _convert(f: dataclasses.Field, raw: str) -> Any:
+    kind = _field_type(f)
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(raw)
+            return lowered in ("1", "true", "yes", "on")
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def _legacy_container_env(env: Mapping[str, str], values: dict[str, Any]) -> dict[str, Any]:
+    """Weaviate's container read ENABLE_CUDA ("true"/"1") and CUDA_CORE ("cuda:0"); honour them so
+    this server is a drop-in replacement. IMAGEBIND_DEVICE wins when both are set."""
+    if "device" in values:
+        return {}
+    if env.get("ENABLE_CUDA", "").strip().lower() in ("true", "1"):
+        return {"device": env.get("CUDA_CORE", "").strip() or "cuda:0"}
+    return {}
+
+
+def add_arguments(parser: argparse.ArgumentParser, groups: Sequence[str]) -> None:
+    """Add a flag for every setting in `groups`; unset flags stay None so env values survive."""
+    for group_name in groups:
+        group = parser.add_argument_group(group_name)
+        for f in dataclasses.fields(Settings):
+            if f.metadata["group"] != group_name:
+                continue
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            help_text = f"{f.metadata['help']} [env {f.metadata['env']}, default {f.default!r}]"
+            kind = _field_type(f)
+            if kind is bool:
+                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                   help=help_text)
+            else:
+                group.add_argument(flag, dest=f.name, type=kind, default=None,
+                                   choices=f.metadata.get("choices"), help=help_text)
+
+
+def settings_table() -> str:
+    """The README's settings table (Markdown), generated from the declarations above."""
+    rows = ["| flag | environment variable | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        default = "" if f.default is None else f"`{f.default}`"
+        rows.append(f"| `{flag}` | `{f.metadata['env']}` | {default} | {f.metadata['help']} |")
+    return "\n".join(rows)
+
+

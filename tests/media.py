@@ -1,0 +1,218 @@
+"""Test media generated in code: images, tones and noise in several containers, short videos,
+depth and thermal maps, IMU recordings. Nothing here needs a file from outside the tests."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import wave
+from fractions import Fraction
+
+import av
+import numpy as np
+from PIL import Image, ImageDraw
+
+RNG_SEED = 1234
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(RNG_SEED + seed)
+
+
+# Images ------------------------------------------------------------------------------------------
+def picture(width: int = 320, height: int = 240, seed: int = 0) -> Image.Image:
+    """A colourful synthetic RGB scene: a gradient, shapes and a little noise."""
+    rng = _rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([
+        (x * 255 / max(width - 1, 1)),
+        (y * 255 / max(height - 1, 1)),
+        ((x + y) * 127 / max(width + height - 2, 1) + 64 * (seed % 3)),
+    ], axis=-1)
+    base = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    image = Image.fromarray(base)
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        x0, y0 = int(rng.integers(0, width - 10)), int(rng.integers(0, height - 10))
+        x1, y1 = x0 + int(rng.integers(5, width // 2)), y0 + int(rng.integers(5, height // 2))
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x1, y1], fill=color)
+    return image
+
+
+def encode_image(image: Image.Image, fmt: str, **params: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt, **params)
+    return out.getvalue()
+
+
+def image_bytes(fmt: str = "PNG", width: int = 320, height: int = 240, seed: int = 0) -> bytes:
+    return encode_image(picture(width, height, seed), fmt)
+
+
+def image_variants() -> dict[str, bytes]:
+    """One image per input flavour the issue names: formats, modes, animation, EXIF rotation."""
+    base = picture(300, 200, seed=1)
+    gray16 = Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW on display
+    frames = [picture(160, 120, seed=s) for s in (2, 3)]
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    return {
+        "jpeg": encode_image(base, "JPEG", quality=90),
+        "png": encode_image(base, "PNG"),
+        "webp": encode_image(base, "WEBP", quality=90),
+        "gif-animated": gif.getvalue(),
+        "png-16bit-gray": encode_image(gray16, "PNG"),
+        "png-palette": encode_image(base.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+        "png-rgba": encode_image(base.convert("RGBA"), "PNG"),
+        "jpeg-cmyk": encode_image(base.convert("CMYK"), "JPEG"),
+        "jpeg-exif-rotated": encode_image(base, "JPEG", exif=exif.tobytes()),
+        "png-portrait": image_bytes("PNG", 200, 310, seed=4),
+        "png-small": image_bytes("PNG", 64, 48, seed=5),
+    }
+
+
+def depth_png_8bit(width: int = 320, height: int = 240, seed: int = 0) -> bytes:
+    y, x = np.mgrid[0:height, 0:width]
+    depth = (40 + 180 * (x / width) * (0.6 + 0.4 * np.sin(y / 17 + seed))).astype(np.uint8)
+    return encode_image(Image.fromarray(depth), "PNG")
+
+
+def depth_png_16bit_mm(width: int = 320, height: int = 240, seed: int = 0) -> bytes:
+    """Metric depth in millimetres (0.5 m .. 6 m), with a hole of zeros (no reading)."""
+    y, x = np.mgrid[0:height, 0:width]
+    depth = 500 + 5500 * (x / width) * (0.5 + 0.5 * np.cos(y / 23 + seed))
+    depth[10:30, 10:40] = 0
+    return encode_image(Image.fromarray(depth.astype(np.uint16)), "PNG")
+
+
+def thermal_jpeg(width: int = 320, height: int = 256, seed: int = 0) -> bytes:
+    y, x = np.mgrid[0:height, 0:width]
+    heat = np.exp(-(((x - width * 0.6) ** 2 + (y - height * 0.4) ** 2) / (2 * (40 + 10 * seed) ** 2)))
+    gray = (30 + 200 * heat + _rng(seed).normal(0, 4, heat.shape)).clip(0, 255).astype(np.uint8)
+    return encode_image(Image.fromarray(gray).convert("RGB"), "JPEG", quality=92)
+
+
+# Audio -------------------------------------------------------------------------------------------
+def tone(seconds: float = 3.0, rate: int = 44100, freq: float = 440.0, channels: int = 1,
+         noise: float = 0.05, seed: int = 0) -> np.ndarray:
+    """(channels, samples) float32 in [-1, 1]: a tone plus noise, each channel a little different."""
+    t = np.arange(int(seconds * rate)) / rate
+    rng = _rng(seed)
+    signal = [0.5 * np.sin(2 * math.pi * (freq * (1 + 0.1 * c)) * t) + noise * rng.standard_normal(t.size)
+              for c in range(channels)]
+    return np.clip(np.stack(signal), -1, 1).astype(np.float32)
+
+
+def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    """16-bit PCM WAV written with the standard library."""
+    pcm = (np.clip(samples, -1, 1) * 32767).round().astype("<i2").T.reshape(-1)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(samples.shape[0])
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return out.getvalue()
+
+
+def encoded_audio(samples: np.ndarray, rate: int, container: str, codec: str) -> bytes:
+    """Encode with FFmpeg through PyAV (flac, mp3, ogg/opus, m4a/aac, ...)."""
+    out = io.BytesIO()
+    layout = "mono" if samples.shape[0] == 1 else "stereo"
+    with av.open(out, mode="w", format=container) as c:
+        stream = c.add_stream(codec, rate=rate, layout=layout)
+        frame_size = stream.codec_context.frame_size or 1024
+        pcm = (np.clip(samples, -1, 1) * 32767).round().astype(np.int16)
+        for start in range(0, pcm.shape[1], frame_size):
+            chunk = np.ascontiguousarray(pcm[:, start:start + frame_size].T.reshape(1, -1))
+            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout=layout)
+            frame.sample_rate = rate
+            frame.pts = start
+            frame.time_base = Fraction(1, rate)
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode(None):
+            c.mux(packet)
+    return out.getvalue()
+
+
+AUDIO_FORMATS = {  # name -> (container, codec, rate)
+    "flac": ("flac", "flac", 22050),
+    "mp3": ("mp3", "libmp3lame", 44100),
+    "ogg-opus": ("ogg", "libopus", 48000),
+    "m4a-aac": ("mp4", "aac", 32000),
+}
+
+
+def audio_bytes(fmt: str = "wav", seconds: float = 3.0, channels: int = 1, freq: float = 440.0,
+                seed: int = 0) -> bytes:
+    if fmt == "wav":
+        return wav_bytes(tone(seconds, 44100, freq, channels, seed=seed), 44100)
+    container, codec, rate = AUDIO_FORMATS[fmt]
+    return encoded_audio(tone(seconds, rate, freq, channels, seed=seed), rate, container, codec)
+
+
+# Video -------------------------------------------------------------------------------------------
+def video_bytes(seconds: float = 3.0, fps: int = 10, width: int = 256, height: int = 192,
+                container: str = "mp4", codec: str = "libx264", seed: int = 0) -> bytes:
+    """A moving-shapes clip; each frame differs so frame selection shows in the embeddings."""
+    out = io.BytesIO()
+    frames = int(round(seconds * fps))
+    with av.open(out, mode="w", format=container) as c:
+        stream = c.add_stream(codec, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "crf": "18"}
+        for index in range(frames):
+            image = picture(width, height, seed=seed * 1000 + index)
+            for packet in stream.encode(av.VideoFrame.from_image(image)):
+                c.mux(packet)
+        for packet in stream.encode(None):
+            c.mux(packet)
+    return out.getvalue()
+
+
+VIDEO_FORMATS = {  # name -> (container, codec)
+    "mp4": ("mp4", "libx264"),
+    "webm": ("webm", "libvpx-vp9"),
+    "mkv": ("matroska", "libx264"),
+    "avi": ("avi", "mpeg4"),
+}
+
+
+# IMU ---------------------------------------------------------------------------------------------
+IMU_HEADER = ["gyro_x", "gyro_y", "gyro_z", "accl_x", "accl_y", "accl_z"]
+
+
+def imu_samples(n: int = 2000, seed: int = 0) -> np.ndarray:
+    """(6, n): three gyroscope then three accelerometer channels with distinct motions."""
+    t = np.arange(n) / 400.0
+    rng = _rng(seed)
+    channels = [np.sin(2 * math.pi * (0.5 + c) * t + seed) * (c + 1) + 0.05 * rng.standard_normal(n)
+                for c in range(6)]
+    channels[5] += 9.81
+    return np.stack(channels).astype(np.float32)
+
+
+def imu_csv(samples: np.ndarray, header: list[str] | None = IMU_HEADER, extra_columns: bool = False) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    rows = samples.T.tolist()
+    if extra_columns:
+        header = ["timestamp_ms", *(header or IMU_HEADER)]
+        rows = [[i * 2.5, *row] for i, row in enumerate(rows)]
+    if header:
+        writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def imu_npy(samples: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, samples)
+    return out.getvalue()
