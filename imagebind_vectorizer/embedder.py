@@ -83,6 +83,8 @@ class Embedder:
             record = read_sidecar(path)
             self.checkpoint = CheckpointInfo(path=str(path), size=path.stat().st_size,
                                              sha256=record.sha256 if record else None)
+        if "text" in self.model.encoders:
+            self.model.encoders["text"].trim = self.settings.text_trim
         self.load_seconds = time.perf_counter() - started
         self._digest_thread: threading.Thread | None = None
 

@@ -108,6 +108,9 @@ class Settings:
     queue_size: int = _opt(256, "IMAGEBIND_QUEUE_SIZE",
                            "most items queued per input kind before 429 / RESOURCE_EXHAUSTED", "engine")
     workers: int = _opt(0, "IMAGEBIND_WORKERS", "preprocessing threads (0: one per CPU core)", "engine")
+    text_trim: bool = _opt(True, "IMAGEBIND_TEXT_TRIM",
+                           "cut text batches at their last end-of-text token (exact; disable only to measure it)",
+                           "engine")
     cache_size: int = _opt(10_000, "IMAGEBIND_CACHE_SIZE", "vectors kept in the LRU cache (0 disables it)",
                            "engine")
     cache_kinds: str = _opt("text", "IMAGEBIND_CACHE_KINDS", "input kinds whose vectors are cached", "engine")

@@ -47,6 +47,8 @@ class TextEncoder(Encoder):
         self.stem = TextStem(config)
         self.trunk = Trunk(dim, config.text_num_blocks, config.text_num_heads, bias_kv=False)
         self.head = TextHead(dim, config.out_embed_dim)
+        #: run only up to the batch's last end-of-text position (exact under the causal mask)
+        self.trim = True
 
     def project(self, ids: Tensor) -> Tensor:
         """ids: (N, 77) int64. Pooled at argmax(ids) — the first end-of-text token, the largest id.
@@ -55,7 +57,7 @@ class TextEncoder(Encoder):
         to the batch's last pooled position: cutting there is exact and makes short queries several
         times cheaper than running all 77 positions."""
         pool_at = ids.argmax(dim=-1)
-        length = int(pool_at.max().item()) + 1
+        length = int(pool_at.max().item()) + 1 if self.trim else ids.shape[1]
         tokens = self.trunk(self.stem(ids[:, :length]), causal=True)
         return self.head(tokens, pool_at)
 

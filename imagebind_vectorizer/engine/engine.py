@@ -1,0 +1,264 @@
+"""The engine both transports call: admission with back-pressure, the vector cache, preprocessing
+in a worker pool, per-kind dynamic batching, model calls on one model thread, and results back to
+each caller in order. It is the only place that knows about threads, queues and devices."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import torch
+
+from imagebind_vectorizer.embedder import Embedder
+from imagebind_vectorizer.engine.batcher import Batcher, WorkItem
+from imagebind_vectorizer.engine.cache import VectorCache, content_key
+from imagebind_vectorizer.engine.metrics import EngineMetrics
+from imagebind_vectorizer.errors import DeadlineExceededError, InputError, NotReadyError, OverloadedError
+from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: forward passes per item, known before decoding so admission can count them
+ROWS_PER_ITEM = {InputKind.AUDIO: 3, InputKind.VIDEO: 15}
+
+
+def rows_per_item(kind: InputKind) -> int:
+    return ROWS_PER_ITEM.get(kind, 1)
+
+
+class State(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class _Slot:
+    """An admitted item's share of its kind's queue; released exactly once."""
+
+    __slots__ = ("engine", "kind", "released", "rows")
+
+    def __init__(self, engine: Engine, kind: InputKind, rows: int) -> None:
+        self.engine, self.kind, self.rows, self.released = engine, kind, rows, False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.engine._release(self.kind, self.rows)
+
+
+class Engine:
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.metrics = EngineMetrics()
+        self.embedder = embedder
+        self.state = State.STARTING
+        self.load_error: str | None = None
+        self.cache = VectorCache(settings.cache_size)
+        workers = settings.workers or os.cpu_count() or 1
+        self._preprocess_pool = ThreadPoolExecutor(workers, thread_name_prefix="preprocess")
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self._pending: dict[InputKind, int] = {kind: 0 for kind in InputKind}
+        self._batchers: dict[InputKind, Batcher] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._meta: dict[str, Any] = {}
+        self._variant = f"{settings.preprocessing}/{settings.output_scaling}"
+
+    # Life cycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the batchers and load the model in a thread; transports may answer meanwhile
+        (readiness stays false until the model is loaded)."""
+        for kind in self.settings.enabled_kinds:
+            batcher = Batcher(kind, self._run_batch, max_rows=self.settings.max_batch_size,
+                              max_wait_s=self.settings.max_wait_ms / 1000)
+            batcher.start()
+            self._batchers[kind] = batcher
+        if self.embedder is None:
+            try:
+                self.embedder = await asyncio.get_running_loop().run_in_executor(
+                    self._model_pool, lambda: Embedder(self.settings, progress=False))
+            except Exception as exc:
+                self.state = State.FAILED
+                self.load_error = str(exc)
+                log.error("model failed to load: %s", exc)
+                raise
+        self.embedder.ensure_checkpoint_digest()
+        self._meta = self.embedder.meta()
+        self.state = State.READY
+        self.metrics.ready.set(1)
+        log.info("ready", extra={"fields": {
+            "device": self._meta["device"], "dtype": self._meta["dtype"], "modalities": self._meta["modalities"],
+            "checkpoint": self._meta["checkpoint"]["path"], "load_seconds": round(self.embedder.load_seconds, 2),
+            "preprocessing": self._meta["preprocessing"], "output_scaling": self._meta["outputScaling"]}})
+
+    @property
+    def ready(self) -> bool:
+        return self.state is State.READY
+
+    def meta(self) -> dict[str, Any]:
+        """Answered from memory: Weaviate calls /meta on every one of its readiness checks."""
+        if self._meta and self.embedder is not None and \
+                self.embedder.checkpoint.sha256 != self._meta["checkpoint"]["sha256"]:
+            self._meta = self.embedder.meta()  # the background checkpoint digest has finished
+        if not self._meta:
+            return {"model": "ImageBindModel", "version": 1, "server": "imagebind-vectorizer",
+                    "state": self.state.value, "error": self.load_error}
+        return {**self._meta, "state": self.state.value}
+
+    async def drain(self, grace_s: float) -> bool:
+        """Stop accepting work and wait (up to `grace_s`) for what was admitted. True if it all finished."""
+        if self.state is State.READY:
+            self.state = State.DRAINING
+        self.metrics.ready.set(0)
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+            return True
+        except TimeoutError:
+            log.warning("shutdown grace period over with work still queued: %s",
+                        {k.value: v for k, v in self._pending.items() if v})
+            return False
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.stop()
+        self.state = State.STOPPED
+        self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
+        self._model_pool.shutdown(wait=False, cancel_futures=True)
+
+    # Embedding --------------------------------------------------------------------------------
+    async def embed(self, kind: InputKind, items: Sequence[bytes | str], *,
+                    deadline: float | None = None) -> list[np.ndarray]:
+        return (await self.embed_request({kind: items}, deadline=deadline))[kind]
+
+    async def embed_request(self, request: Mapping[InputKind, Sequence[bytes | str]], *,
+                            deadline: float | None = None,
+                            field_names: Mapping[InputKind, str] | None = None) -> dict[InputKind, list[np.ndarray]]:
+        """Vectors for every item of every kind, in input order. All-or-nothing: the first bad
+        item fails the whole request with an InputError naming its field and index."""
+        if self.state is not State.READY:
+            raise NotReadyError("the model is still loading" if self.state is State.STARTING else
+                                f"the server is {self.state.value}")
+        names = field_names or {}
+        embedder = self.embedder
+        assert embedder is not None
+        results: dict[InputKind, list[np.ndarray | None]] = {}
+        todo: list[tuple[InputKind, int, bytes | str, bytes | None]] = []
+        for kind, items in request.items():
+            if not items:
+                results[kind] = []
+                continue
+            try:
+                embedder.require(kind)
+            except InputError as exc:
+                self.metrics.errors.labels(kind.value, exc.reason).inc()
+                raise exc.located(names.get(kind, kind.value), None) from None
+            results[kind] = [None] * len(items)
+            cached = kind in self.settings.cached_kinds
+            for index, item in enumerate(items):
+                key = content_key(kind.value, item, embedder.checkpoint.model_id, self._variant) if cached else None
+                hit = self.cache.get(key) if key is not None else None
+                if hit is not None:
+                    results[kind][index] = hit
+                    self.metrics.cache.labels(kind.value, "hit").inc()
+                    continue
+                if cached:
+                    self.metrics.cache.labels(kind.value, "miss").inc()
+                todo.append((kind, index, item, key))
+        slots = self._admit(todo)
+        try:
+            tasks = [asyncio.ensure_future(self._embed_one(kind, item, slot, deadline))
+                     for (kind, _, item, _), slot in zip(todo, slots, strict=True)]
+            try:
+                vectors = await asyncio.gather(*tasks)
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+        except InputError as exc:
+            failed = next(((k, i) for (k, i, _, _), t in zip(todo, tasks, strict=True)
+                           if t.done() and not t.cancelled() and t.exception() is exc), (None, None))
+            kind = failed[0]
+            self.metrics.errors.labels(kind.value if kind else "unknown", exc.reason).inc()
+            raise exc.located(names.get(kind, kind.value) if kind else None, failed[1]) from None
+        for (kind, index, _, key), vector in zip(todo, vectors, strict=True):
+            results[kind][index] = vector
+            if key is not None:
+                self.cache.put(key, vector)
+        for kind, items in request.items():
+            self.metrics.items.labels(kind.value).inc(len(items))
+        return {kind: [v for v in vectors if v is not None] for kind, vectors in results.items()}
+
+    def _admit(self, todo: list[tuple[InputKind, int, bytes | str, bytes | None]]) -> list[_Slot]:
+        need: dict[InputKind, int] = {}
+        for kind, *_ in todo:
+            need[kind] = need.get(kind, 0) + rows_per_item(kind)
+        limit = self.settings.queue_size
+        for kind, rows in need.items():
+            if rows > limit:
+                raise InputError(f"the request holds {rows} {kind.value} forward passes, more than the queue "
+                                 f"size of {limit}; split it into smaller requests", reason="too_large")
+            if self._pending[kind] + rows > limit:
+                self.metrics.errors.labels(kind.value, "overloaded").inc()
+                raise OverloadedError(f"the {kind.value} queue is full ({self._pending[kind]} of {limit} forward "
+                                      "passes waiting); retry later")
+        slots = []
+        for kind, *_ in todo:
+            rows = rows_per_item(kind)
+            self._pending[kind] += rows
+            slots.append(_Slot(self, kind, rows))
+            self.metrics.queue_depth.labels(kind.value).set(self._pending[kind])
+        if slots:
+            self._idle.clear()
+        return slots
+
+    def _release(self, kind: InputKind, rows: int) -> None:
+        self._pending[kind] -= rows
+        self.metrics.queue_depth.labels(kind.value).set(self._pending[kind])
+        if not any(self._pending.values()):
+            self._idle.set()
+
+    async def _embed_one(self, kind: InputKind, item: bytes | str, slot: _Slot,
+                         deadline: float | None) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        embedder = self.embedder
+        assert embedder is not None
+        try:
+            if deadline is not None and time.monotonic() > deadline:
+                raise DeadlineExceededError("deadline passed before the item was computed")
+            started = time.monotonic()
+            rows = await loop.run_in_executor(self._preprocess_pool, embedder.preprocess, kind, item)
+            self.metrics.stage_seconds.labels(kind.value, "preprocess").observe(time.monotonic() - started)
+            future: asyncio.Future[torch.Tensor] = loop.create_future()
+            self._batchers[kind].submit(WorkItem(rows, future, deadline, on_done=slot.release))
+        except BaseException:
+            slot.release()
+            raise
+        per_clip = await future
+        return embedder.finish(per_clip, [per_clip.shape[0]])[0].numpy()
+
+    async def _run_batch(self, kind: InputKind, batch: list[WorkItem]) -> torch.Tensor:
+        started = time.monotonic()
+        for item in batch:
+            self.metrics.stage_seconds.labels(kind.value, "queue").observe(started - item.enqueued)
+        rows = torch.cat([item.rows for item in batch])
+        self.metrics.batch_rows.labels(kind.value).observe(rows.shape[0])
+        self.metrics.batch_items.labels(kind.value).observe(len(batch))
+        per_clip = await asyncio.get_running_loop().run_in_executor(self._model_pool, self._forward, kind, rows)
+        self.metrics.stage_seconds.labels(kind.value, "forward").observe(time.monotonic() - started)
+        return per_clip
+
+    def _forward(self, kind: InputKind, rows: torch.Tensor) -> torch.Tensor:
+        assert self.embedder is not None
+        step = self.settings.max_batch_size
+        return torch.cat([self.embedder.forward(kind, rows[i:i + step]) for i in range(0, rows.shape[0], step)])

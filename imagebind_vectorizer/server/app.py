@@ -1,0 +1,96 @@
+"""One process, one asyncio loop, both transports over one engine; signals and graceful shutdown.
+
+Start order matters for Weaviate: the HTTP port opens first (liveness answers, readiness says 503
+while the weights load), so Weaviate's start-up poll sees progress instead of refused connections.
+On SIGTERM: readiness turns 503 and new work is refused, admitted work finishes within the grace
+period, the transports close, and the process exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from imagebind_vectorizer import logs
+from imagebind_vectorizer.engine.engine import Engine
+from imagebind_vectorizer.server.weaviate_http import create_app
+from imagebind_vectorizer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Server:
+    """Both transports over one engine; usable from tests in-process or via `serve()`."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or Engine(settings)
+        self._runner: web.AppRunner | None = None
+        self._grpc = None
+        self.http_port: int | None = None
+        self.grpc_port: int | None = None
+
+    async def start_transports(self) -> None:
+        s = self.settings
+        self._runner = web.AppRunner(create_app(self.engine), access_log=None, handler_cancellation=True,
+                                     shutdown_timeout=max(s.shutdown_grace_s, 1.0))
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.host, s.port, reuse_address=True)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        if s.grpc_port:
+            from imagebind_vectorizer.server.grpc_service import start_grpc_server
+
+            self._grpc, self.grpc_port = await start_grpc_server(self.engine, s)
+        log.info("listening", extra={"fields": {"http": f"{s.host}:{self.http_port}",
+                                                "grpc": f"{s.host}:{self.grpc_port}" if self.grpc_port else None}})
+
+    async def start(self) -> None:
+        await self.start_transports()
+        await self.engine.start()
+
+    async def stop(self) -> bool:
+        """Drain, then close the transports. True when all admitted work finished in time."""
+        grace = self.settings.shutdown_grace_s
+        finished = await self.engine.drain(grace)
+        if self._grpc is not None:
+            await self._grpc.stop(grace=1.0)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.engine.close()
+        return finished
+
+
+async def run(settings: Settings) -> int:
+    server = Server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start_transports()
+    loader = asyncio.ensure_future(server.engine.start())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({loader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if loader.done() and loader.exception() is not None:
+        log.error("start-up failed: %s", loader.exception())
+        stopper.cancel()
+        await server.stop()
+        return 1
+    if not loader.done():  # signalled while loading: nothing was admitted yet
+        loader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await loader
+    else:
+        await stopper
+    log.info("shutting down", extra={"fields": {"grace_s": settings.shutdown_grace_s}})
+    finished = await server.stop()
+    log.info("stopped", extra={"fields": {"drained": finished}})
+    return 0
+
+
+def serve(settings: Settings) -> int:
+    logs.configure(settings.log_level, settings.log_format)
+    return asyncio.run(run(settings))
