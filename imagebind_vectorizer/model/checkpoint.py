@@ -6,9 +6,12 @@ deployment holds exactly one copy of the weights, paged in from the file as used
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import mmap
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,16 +123,45 @@ def build_model_from_state_dict(state: dict[str, Tensor], config: ImageBindConfi
                               f"match the checkpoint?): {_clip_list(mismatched)}")
 
     target = torch.device(device)
+    # float32 on CPU assigns the memory-mapped tensors as they are (zero copies). Any conversion
+    # copies each tensor once; the mapped source pages are then dropped so that peak memory stays
+    # near the converted weights' size instead of holding both.
+    converting = dtype != torch.float32 or target.type != "cpu"
     tensors: dict[str, Tensor] = {}
     for official, own in wanted.items():
-        tensor = state[official]
-        if tensor.is_floating_point() and not own.endswith(_KEEP_FLOAT32):
-            tensor = tensor.to(device=target, dtype=dtype)
-        else:
-            tensor = tensor.to(device=target, dtype=torch.float32 if tensor.is_floating_point() else None)
+        source = state[official]
+        keep_fp32 = own.endswith(_KEEP_FLOAT32) or not source.is_floating_point()
+        tensor = source.to(device=target, dtype=torch.float32 if keep_fp32 and source.is_floating_point()
+                           else None if keep_fp32 else dtype)
+        if converting and tensor.data_ptr() == source.data_ptr():
+            tensor = tensor.clone()  # nothing may keep the mapping alive
+        if converting:
+            release_pages(source)
         tensors[own] = tensor
     model.load_state_dict(tensors, strict=True, assign=True)
     return model.eval().requires_grad_(False)
+
+
+_MADV_DONTNEED = 4
+_libc = None
+
+
+def release_pages(tensor: Tensor) -> None:
+    """Drop a memory-mapped tensor's pages from this process (Linux madvise). The mapping is
+    private and unmodified, so this only frees memory; a later read would reload from the file."""
+    global _libc
+    if not sys.platform.startswith("linux") or tensor.device.type != "cpu" or tensor.numel() == 0:
+        return
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        page = mmap.PAGESIZE
+        start = tensor.data_ptr()
+        end = start + tensor.numel() * tensor.element_size()
+        aligned = start - start % page
+        _libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(end - aligned), _MADV_DONTNEED)
+    except (OSError, AttributeError):  # best effort: only memory use depends on it
+        pass
 
 
 def load_model(path: Path, config: ImageBindConfig, encoders: tuple[str, ...] = ENCODERS, *,
