@@ -106,7 +106,8 @@ class Settings:
     max_wait_ms: float = _opt(5.0, "IMAGEBIND_MAX_WAIT_MS",
                               "longest wait for a batch to fill once work is queued", "engine")
     queue_size: int = _opt(256, "IMAGEBIND_QUEUE_SIZE",
-                           "most items queued per input kind before 429 / RESOURCE_EXHAUSTED", "engine")
+                           "most forward passes (an audio file is 3, a video 15) admitted per input kind; "
+                           "beyond, 429 / RESOURCE_EXHAUSTED", "engine")
     workers: int = _opt(0, "IMAGEBIND_WORKERS", "preprocessing threads (0: one per CPU core)", "engine")
     text_trim: bool = _opt(True, "IMAGEBIND_TEXT_TRIM",
                            "cut text batches at their last end-of-text token (exact; disable only to measure it)",
