@@ -15,10 +15,16 @@ WEAVIATE_VERSION ?= v1.39.0
 WEAVIATE_BIN ?= $(CACHE_ROOT)/weaviate-$(WEAVIATE_VERSION)/weaviate-server
 export WEAVIATE_BIN
 
+# helm, kubernetes-validate, hadolint and docker-compose for tests/deploy: versions live in the script,
+# which installs them under $(CACHE_ROOT)/deploy-tools (one folder per version) and prints their bin dir.
+DEPLOY_TOOLS_BIN := $(shell CACHE_ROOT="$(CACHE_ROOT)" bash scripts/deploy_tools.sh --bin-dir)
+export IBV_DEPLOY_TOOLS := $(DEPLOY_TOOLS_BIN)
+
 PROTO_OUT := imagebind_vectorizer/server/proto_gen
 PYTEST_ARGS ?=
 
-.PHONY: help env test lint unit proto proto-check weaviate system-deps demo serve bench clean-env
+.PHONY: help env test lint unit proto proto-check weaviate system-deps demo serve bench clean-env \
+	deploy-tools deploy-test
 
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -52,18 +58,24 @@ $(WEAVIATE_BIN):
 
 weaviate: $(WEAVIATE_BIN)  ## build (or reuse) the Weaviate server binary
 
+deploy-tools:  ## build (or reuse) helm, kubernetes-validate, hadolint, docker-compose for tests/deploy
+	CACHE_ROOT="$(CACHE_ROOT)" PYTHON="$(PYTHON)" bash scripts/deploy_tools.sh >/dev/null
+
 lint: env  ## ruff
 	$(PY) -m ruff check imagebind_vectorizer tests bench scripts
 
 proto: env  ## regenerate the gRPC code from proto/
 	$(PY) scripts/gen_proto.py --out $(PROTO_OUT)
 
-test: env weaviate lint  ## every test (creates the environment first)
+test: env weaviate deploy-tools lint  ## every test (creates the environment first)
 	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 
-unit: env  ## tests that need no Weaviate server
+unit: env deploy-tools  ## tests that need no Weaviate server
 	$(PY) -m pytest -m "not weaviate" $(PYTEST_ARGS)
+
+deploy-test: env deploy-tools  ## only the Docker, compose and Helm validation (tests/deploy)
+	$(PY) -m pytest -m deploy tests/deploy $(PYTEST_ARGS)
 
 demo: env weaviate  ## the README's main command: our server + a local Weaviate + every near* query
 	$(PY) -m imagebind_vectorizer demo $(ARGS)

@@ -1,0 +1,107 @@
+{{/* Names ------------------------------------------------------------------------------------- */}}
+{{- define "imagebind-vectorizer.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "imagebind-vectorizer.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "imagebind-vectorizer.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "imagebind-vectorizer.labels" -}}
+helm.sh/chart: {{ include "imagebind-vectorizer.chart" . }}
+{{ include "imagebind-vectorizer.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: vectorizer
+{{- end }}
+
+{{- define "imagebind-vectorizer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "imagebind-vectorizer.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "imagebind-vectorizer.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "imagebind-vectorizer.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "imagebind-vectorizer.modelCacheClaim" -}}
+{{- if eq .Values.modelCache.type "existingClaim" }}
+{{- required "modelCache.existingClaim is required when modelCache.type=existingClaim" .Values.modelCache.existingClaim }}
+{{- else }}
+{{- printf "%s-model-cache" (include "imagebind-vectorizer.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Image: repository[:tag][@digest]; the default tag follows the GPU switch. ----------------------- */}}
+{{- define "imagebind-vectorizer.image" -}}
+{{- $flavor := ternary "cuda" "cpu" .Values.gpu.enabled }}
+{{- $tag := .Values.image.tag | default (printf "%s-%s" .Chart.AppVersion $flavor) }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* IMAGEBIND_DEVICE: explicit, or cuda with a GPU, else cpu. ------------------------------------ */}}
+{{- define "imagebind-vectorizer.device" -}}
+{{- $device := .Values.config.IMAGEBIND_DEVICE | default (ternary "cuda" "cpu" .Values.gpu.enabled) }}
+{{- if and .Values.gpu.enabled (eq $device "cpu") }}
+{{- fail "gpu.enabled=true but config.IMAGEBIND_DEVICE=cpu: the GPU would sit idle (leave IMAGEBIND_DEVICE empty)" }}
+{{- end }}
+{{- $device }}
+{{- end }}
+
+{{/* One config value as the string the server parses. Helm reads YAML numbers as float64, which would
+print 536870912 as 5.36870912e+08: whole numbers are printed as integers. ------------------------- */}}
+{{- define "imagebind-vectorizer.configValue" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) }}
+{{- . | int64 | toString }}
+{{- else }}
+{{- . | toString }}
+{{- end }}
+{{- end }}
+
+{{- define "imagebind-vectorizer.shutdownGraceSeconds" -}}
+{{- .Values.config.IMAGEBIND_SHUTDOWN_GRACE_S | ceil | int64 }}
+{{- end }}
+
+{{/* Init container program: download the checkpoint into IMAGEBIND_CACHE once (resumable, atomic),
+check its sha256 against IMAGEBIND_CHECKPOINT_SHA256 when set, and record the digest in the
+<file>.sha256 sidecar that the server reads. A file lock in the cache directory serializes pods that
+share a volume. Kept byte-identical to docker/compose.yaml's model-download service and the
+Dockerfiles' BAKE_WEIGHTS step (tests/deploy checks this and runs it). ------------------------------ */}}
+{{- define "imagebind-vectorizer.fetchCheckpointScript" -}}
+import fcntl, logging, sys; logging.basicConfig(level='INFO', format='%(asctime)s %(levelname)s %(name)s: %(message)s'); from imagebind_vectorizer.model.checkpoint import resolve_checkpoint; from imagebind_vectorizer.model.download import read_sidecar, sha256_file, write_sidecar; from imagebind_vectorizer.settings import Settings; s = Settings.load(); src = s.checkpoint_source(); d = src.cached_path().parent; d.mkdir(parents=True, exist_ok=True); lock = open(d / '.download.lock', 'a'); fcntl.flock(lock, fcntl.LOCK_EX); p = resolve_checkpoint(src, progress=False); r = read_sidecar(p) or sha256_file(p); write_sidecar(p, r); want = (s.checkpoint_sha256 or r.sha256).lower(); sys.exit(f'{p}: sha256 {r.sha256}, expected {want}') if r.sha256 != want else print(f'checkpoint {p}: sha256 {r.sha256}, {r.size} bytes')
+{{- end }}
+
+{{/* Probe handler: HTTP path or native gRPC health check. ------------------------------------------ */}}
+{{- define "imagebind-vectorizer.probeHandler" -}}
+{{- $root := .root }}
+{{- if eq $root.Values.probes.type "grpc" }}
+grpc:
+  port: {{ $root.Values.containerPorts.grpc }}
+  service: {{ index $root.Values.probes.grpcService .kind | quote }}
+{{- else }}
+httpGet:
+  path: {{ ternary "/.well-known/live" "/.well-known/ready" (eq .kind "liveness") }}
+  port: http
+{{- end }}
+{{- end }}

@@ -1,0 +1,140 @@
+"""Helpers for the deployment tests: where the tools are, rendering the chart, parsing files.
+
+The tools (helm, kubernetes-validate, hadolint, docker-compose) come from `make deploy-tools`
+(scripts/deploy_tools.sh), cached outside the checkout. `make` exports IBV_DEPLOY_TOOLS; when it is set
+and a tool is missing the tests fail. Run directly with pytest and without the tools, they are skipped
+with the command that installs them."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKER = REPO / "docker"
+CHART = REPO / "helm" / "imagebind-vectorizer"
+EXAMPLES = CHART / "examples"
+RELEASE = "imagebind-vectorizer"
+NAMESPACE = "imagebind"
+#: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest the validator knows.
+KUBE_VERSIONS = ("1.27.0", "1.37.0")
+#: Chart values files: the defaults and each example of the chart itself.
+VALUES_CASES = {
+    "default": (),
+    "gpu": (EXAMPLES / "values-gpu.yaml",),
+    "cpu-autoscale": (EXAMPLES / "values-cpu-autoscale.yaml",),
+}
+#: Settings the chart derives from other values instead of taking them in `config`.
+CHART_MANAGED_ENV = {"IMAGEBIND_HOST", "IMAGEBIND_PORT", "IMAGEBIND_GRPC_PORT", "IMAGEBIND_CACHE"}
+
+
+def _tools_dir() -> Path | None:
+    env = os.environ.get("IBV_DEPLOY_TOOLS")
+    if env:
+        return Path(env)
+    try:
+        out = subprocess.run(["bash", str(REPO / "scripts" / "deploy_tools.sh"), "--bin-dir"], check=True,
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(out) if out else None
+
+
+def tool(name: str) -> str:
+    """Path of a cached tool; fails under `make` (IBV_DEPLOY_TOOLS set) when it is missing, else skips."""
+    directory = _tools_dir()
+    path = directory / name if directory else None
+    if path is not None and os.access(path, os.X_OK):
+        return str(path)
+    message = f"{name} not installed: run `make deploy-tools` (scripts/deploy_tools.sh)"
+    if os.environ.get("IBV_DEPLOY_TOOLS"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def run(args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+def helm_env(tmp: Path) -> dict[str, str]:
+    """Keep helm's config, cache and data out of $HOME; it needs no network for `template`/`lint`."""
+    env = dict(os.environ)
+    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        env[var] = str(tmp / var.lower())
+    return env
+
+
+@functools.cache
+def _helm_tmp() -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="ibv-helm-"))
+
+
+def helm(*args: str) -> subprocess.CompletedProcess:
+    return run([tool("helm"), *args], env=helm_env(_helm_tmp()))
+
+
+@functools.cache
+def render_text(values: tuple[Path, ...] = (), sets: tuple[str, ...] = (), kube_version: str = KUBE_VERSIONS[-1],
+                release: str = RELEASE, namespace: str = NAMESPACE) -> str:
+    args = ["template", release, str(CHART), "--namespace", namespace, "--kube-version", kube_version]
+    for file in values:
+        args += ["--values", str(file)]
+    for item in sets:
+        args += ["--set", item]
+    result = helm(*args)
+    assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stderr}"
+    return result.stdout
+
+
+def render(values: tuple[Path, ...] = (), sets: tuple[str, ...] = (), **kwargs) -> list[dict]:
+    """The rendered manifests, parsed (empty documents dropped)."""
+    return [doc for doc in yaml.safe_load_all(render_text(values, sets, **kwargs)) if doc]
+
+
+def find(docs: list[dict], kind: str, name: str | None = None) -> dict:
+    matches = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
+    return matches[0]
+
+
+def kinds(docs: list[dict]) -> list[str]:
+    return sorted(d["kind"] for d in docs)
+
+
+def container(deployment: dict, name: str = "vectorizer", init: bool = False) -> dict:
+    spec = deployment["spec"]["template"]["spec"]
+    containers = spec.get("initContainers" if init else "containers", [])
+    return next(c for c in containers if c["name"] == name)
+
+
+def fetch_script_from_chart() -> str:
+    """The init container's program, as defined in the chart's _helpers.tpl."""
+    text = (CHART / "templates" / "_helpers.tpl").read_text()
+    match = re.search(r'define "imagebind-vectorizer.fetchCheckpointScript" -}}\n(.*?)\n\{\{- end', text, re.S)
+    assert match, "fetchCheckpointScript not found in _helpers.tpl"
+    return match.group(1)
+
+
+def settings_env_names() -> set[str]:
+    from imagebind_vectorizer.settings import Settings
+
+    return {f.metadata["env"] for f in dataclasses.fields(Settings)}
+
+
+def load_yaml(path: Path):
+    return yaml.safe_load(path.read_text())
+
+
+def values_schema() -> dict:
+    return json.loads((CHART / "values.schema.json").read_text())

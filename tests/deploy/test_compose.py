@@ -1,0 +1,147 @@
+"""docker/compose.yaml (+ compose.gpu.yaml): validated and normalised by Docker Compose itself
+(`docker-compose config`, which needs no daemon), then checked service by service."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.deploy.helpers import DOCKER, REPO, fetch_script_from_chart, load_yaml, run, tool
+from tests.deploy.servers import serve_status
+
+pytestmark = pytest.mark.deploy
+
+FILES = {"cpu": ("compose.yaml",), "gpu": ("compose.yaml", "compose.gpu.yaml")}
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment without the variables compose.yaml interpolates, so defaults are what is tested."""
+    return {k: v for k, v in os.environ.items()
+            if not (k.startswith(("IMAGEBIND_", "VECTORIZER_", "WEAVIATE_", "COMPOSE_")) or
+                    k in {"BIND_ADDRESS", "MODULES_CLIENT_TIMEOUT"})}
+
+
+def compose_config(variant: str, extra_env: dict[str, str] | None = None) -> dict:
+    args = [tool("docker-compose")]
+    for name in FILES[variant]:
+        args += ["-f", str(DOCKER / name)]
+    args += ["config", "--format", "json"]
+    result = run(args, env={**_clean_env(), **(extra_env or {})}, cwd=DOCKER)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(params=sorted(FILES), ids=sorted(FILES))
+def config(request) -> tuple[str, dict]:
+    return request.param, compose_config(request.param)
+
+
+def test_compose_rejects_a_broken_file(tmp_path):
+    """Control: `docker-compose config` does validate against the compose schema."""
+    broken = tmp_path / "compose.yaml"
+    broken.write_text("services:\n  a:\n    image: busybox\n    healthcheck: {test: [CMD, 'true'], retries: many}\n")
+    result = run([tool("docker-compose"), "-f", str(broken), "config"], env=_clean_env(), cwd=tmp_path)
+    assert result.returncode != 0 and "retries" in result.stderr
+
+
+def test_services_and_start_order(config):
+    _variant, cfg = config
+    services = cfg["services"]
+    assert set(services) == {"model-download", "vectorizer", "weaviate"}
+    assert services["vectorizer"]["depends_on"]["model-download"]["condition"] == "service_completed_successfully"
+    # Weaviate exits if multi2vec-bind is not ready within 120 s of its own start: wait for healthy.
+    assert services["weaviate"]["depends_on"]["vectorizer"]["condition"] == "service_healthy"
+    assert services["model-download"]["restart"] == "no"
+    assert services["model-download"]["image"] == services["vectorizer"]["image"]
+    assert services["model-download"]["build"] == services["vectorizer"]["build"]
+    assert {v["source"]: v["target"] for v in services["weaviate"]["volumes"]} == {"weaviate-data": "/var/lib/weaviate"}
+    assert set(cfg["volumes"]) == {"models", "weaviate-data"}
+
+
+def test_weaviate_module_settings(config):
+    _variant, cfg = config
+    weaviate = cfg["services"]["weaviate"]
+    env = weaviate["environment"]
+    assert re.fullmatch(r"cr\.weaviate\.io/semitechnologies/weaviate:1\.39\.\d+", weaviate["image"])
+    makefile_version = re.search(r"^WEAVIATE_VERSION \?= v(\S+)$", (REPO / "Makefile").read_text(), re.M).group(1)
+    assert weaviate["image"].endswith(":" + makefile_version), "the Weaviate version the project tests against"
+    assert env["ENABLE_MODULES"] == "multi2vec-bind"
+    assert env["DEFAULT_VECTORIZER_MODULE"] == "none"
+    vectorizer_port = cfg["services"]["vectorizer"]["environment"]["IMAGEBIND_PORT"]
+    assert env["BIND_INFERENCE_API"] == f"http://vectorizer:{vectorizer_port}"  # no trailing slash
+    timeout = env["MODULES_CLIENT_TIMEOUT"]
+    assert re.fullmatch(r"\d+s", timeout) and int(timeout[:-1]) > 50
+    assert weaviate["command"] == ["--host", "0.0.0.0", "--port", "8080", "--scheme", "http"]
+    assert "/v1/.well-known/ready" in " ".join(weaviate["healthcheck"]["test"])
+
+
+def test_vectorizer_service(config):
+    from imagebind_vectorizer.cli import build_parser
+    from imagebind_vectorizer.settings import Settings
+
+    variant, cfg = config
+    vectorizer = cfg["services"]["vectorizer"]
+    assert build_parser().parse_args(vectorizer["command"]).command == "serve"
+    settings = Settings.load(env=vectorizer["environment"])
+    assert settings.host == "0.0.0.0" and settings.cache_dir == "/models"
+    assert {v["target"]: v.get("read_only", False) for v in vectorizer["volumes"]} == {"/models": True}
+    assert vectorizer["read_only"] is True and vectorizer["cap_drop"] == ["ALL"]
+    assert [p["target"] for p in vectorizer["ports"]] == [8080, 50061]
+    assert all(p["host_ip"] == "127.0.0.1" for p in vectorizer["ports"])
+    grace = float(vectorizer["environment"]["IMAGEBIND_SHUTDOWN_GRACE_S"])
+    assert _seconds(vectorizer["stop_grace_period"]) > grace
+    if variant == "gpu":
+        assert settings.device == "cuda" and settings.dtype == "bfloat16"
+        assert vectorizer["build"]["dockerfile"] == "docker/Dockerfile.cuda"
+        assert vectorizer["image"].endswith("-cuda")
+        (device,) = vectorizer["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and device["count"] == 1
+    else:
+        assert settings.device == "cpu"
+        assert vectorizer["build"]["dockerfile"] == "docker/Dockerfile"
+        assert "deploy" not in vectorizer
+    assert os.path.realpath(vectorizer["build"]["context"]) == str(REPO)
+
+
+def _seconds(duration: str) -> float:
+    total = 0.0
+    for amount, unit in re.findall(r"([\d.]+)(ms|s|m|h)", duration):
+        total += float(amount) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return total
+
+
+def test_model_download_is_the_charts_init_container(config):
+    from imagebind_vectorizer.settings import Settings
+
+    _variant, cfg = config
+    service = cfg["services"]["model-download"]
+    assert service["entrypoint"] == ["python", "-c", fetch_script_from_chart()]
+    assert {v["target"]: v.get("read_only", False) for v in service["volumes"]} == {"/models": False}
+    Settings.load(env=service["environment"])
+
+
+def test_healthcheck_matches_the_images_and_works():
+    from tests.deploy.dockerfile import parse
+
+    raw = load_yaml(DOCKER / "compose.yaml")["services"]["vectorizer"]["healthcheck"]["test"]
+    assert raw[0] == "CMD"
+    image_check = parse(DOCKER / "Dockerfile").effective("final", "HEALTHCHECK").exec_form()
+    assert raw[1:] == image_check
+    for status, healthy in ((200, True), (503, False)):
+        with serve_status(status) as port:
+            result = subprocess.run([sys.executable, *raw[2:]], env={"IMAGEBIND_PORT": str(port)},
+                                    capture_output=True, timeout=30)
+        assert (result.returncode == 0) is healthy
+
+
+def test_interpolation(tmp_path):
+    cfg = compose_config("cpu", {"IMAGEBIND_MODALITIES": "text,vision", "BIND_ADDRESS": "0.0.0.0",
+                                 "WEAVIATE_VERSION": "1.39.1"})
+    assert cfg["services"]["vectorizer"]["environment"]["IMAGEBIND_MODALITIES"] == "text,vision"
+    assert cfg["services"]["weaviate"]["image"].endswith(":1.39.1")
+    assert all(p["host_ip"] == "0.0.0.0" for p in cfg["services"]["weaviate"]["ports"])
