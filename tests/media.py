@@ -54,7 +54,7 @@ def image_bytes(fmt: str = "PNG", width: int = 320, height: int = 240, seed: int
 def image_variants() -> dict[str, bytes]:
     """One image per input flavour the issue names: formats, modes, animation, EXIF rotation."""
     base = picture(300, 200, seed=1)
-    gray16 = Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257))
+    gray16 = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257)
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 CW on display
     frames = [picture(160, 120, seed=s) for s in (2, 3)]
@@ -161,7 +161,7 @@ def video_bytes(seconds: float = 3.0, fps: int = 10, width: int = 256, height: i
                 container: str = "mp4", codec: str = "libx264", seed: int = 0) -> bytes:
     """A moving-shapes clip; each frame differs so frame selection shows in the embeddings."""
     out = io.BytesIO()
-    frames = int(round(seconds * fps))
+    frames = round(seconds * fps)
     with av.open(out, mode="w", format=container) as c:
         stream = c.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
