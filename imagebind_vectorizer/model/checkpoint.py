@@ -20,7 +20,13 @@ from torch import Tensor
 from imagebind_vectorizer.errors import CheckpointError
 from imagebind_vectorizer.modality import ENCODERS
 from imagebind_vectorizer.model.config import ImageBindConfig
-from imagebind_vectorizer.model.download import OFFICIAL_CHECKPOINT_URL, download, read_sidecar
+from imagebind_vectorizer.model.download import (
+    OFFICIAL_CHECKPOINT_URL,
+    download,
+    read_sidecar,
+    sha256_file,
+    write_sidecar,
+)
 from imagebind_vectorizer.model.imagebind import ImageBind
 
 log = logging.getLogger(__name__)
@@ -65,6 +71,11 @@ def resolve_checkpoint(source: CheckpointSource, *, progress: bool = True) -> Pa
     path = source.cached_path()
     if path.is_file():
         record = read_sidecar(path)
+        if source.sha256 and record is None:
+            # Placed by hand or changed since it was recorded: verify once, then remember the digest.
+            log.info("verifying the sha256 of %s", path)
+            record = sha256_file(path)
+            write_sidecar(path, record)
         if source.sha256 and record and record.sha256 != source.sha256.lower():
             raise CheckpointError(f"cached checkpoint {path} has sha256 {record.sha256}, expected "
                                   f"{source.sha256}; delete it to download again")
