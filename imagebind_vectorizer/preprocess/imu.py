@@ -99,8 +99,9 @@ def _official(data: bytes, options: PreprocessOptions) -> np.ndarray:
             array = np.load(io.BytesIO(data), allow_pickle=False)
         except Exception as exc:
             raise InputError(f"corrupt .npy IMU array: {exc}", reason="decode") from exc
-        if not np.issubdtype(array.dtype, np.number):
-            raise InputError(f".npy IMU array has dtype {array.dtype}; expected numbers", reason="invalid")
+        # Real numbers only: complex values would lose their imaginary part in the float32 cast.
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            raise InputError(f".npy IMU array has dtype {array.dtype}; expected real numbers", reason="invalid")
         if array.ndim != 2 or array.shape[0] != IMU_CHANNELS:
             hint = " (transpose it)" if array.ndim == 2 and array.shape[1] == IMU_CHANNELS else ""
             raise InputError(f".npy IMU array has shape {array.shape}; expected (6, N){hint}", reason="shape")
