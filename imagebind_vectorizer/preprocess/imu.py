@@ -138,6 +138,9 @@ def _official(data: bytes, options: PreprocessOptions) -> np.ndarray:
 
 def _legacy(data: bytes, options: PreprocessOptions) -> np.ndarray:
     # The container: np.loadtxt(delimiter=",", skiprows=1), then reshape (N, 6) -> (6, N).
+    if data.startswith(NPY_MAGIC):
+        raise InputError("the weaviate-legacy profile reads IMU data only as CSV, as Weaviate's container did; "
+                         ".npy arrays need the official profile", reason="decode")
     header, rows = _read_csv(data, options.limits)
     body = rows if header is not None else rows[1:]  # it skips the first line whatever it holds
     if not body:
