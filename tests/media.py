@@ -161,12 +161,12 @@ def audio_bytes(fmt: str = "wav", seconds: float = 3.0, channels: int = 1, freq:
 # Video -------------------------------------------------------------------------------------------
 def video_bytes(seconds: float = 3.0, fps: int | Fraction = 10, width: int = 256, height: int = 192,
                 container: str = "mp4", codec: str = "libx264", seed: int = 0,
-                options: dict[str, str] | None = None) -> bytes:
+                options: dict[str, str] | None = None, muxer_options: dict[str, str] | None = None) -> bytes:
     """A moving-shapes clip; each frame differs so frame selection shows in the embeddings.
     `options` are encoder options (e.g. x264's B-frames); the defaults favour encoding speed."""
     out = io.BytesIO()
     frames = round(seconds * fps)
-    with av.open(out, mode="w", format=container) as c:
+    with av.open(out, mode="w", format=container, options=muxer_options or {}) as c:
         stream = c.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
