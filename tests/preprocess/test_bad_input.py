@@ -326,3 +326,14 @@ def test_embedder_reports_which_item_failed(tiny_embedder) -> None:
         tiny_embedder.embed("image", [sample("png"), halve(sample("jpeg"))])
     assert (info.value.field, info.value.index, info.value.reason) == ("image", 1, "decode")
     assert str(info.value).startswith("image[1]: ")
+
+
+def test_embedder_refuses_kinds_whose_encoder_is_not_loaded(make_embedder) -> None:
+    text_only = make_embedder(modalities="text")
+    with pytest.raises(InputError) as info:
+        text_only.embed("audio", [sample("wav")])
+    assert info.value.reason == "disabled" and "text" in str(info.value)
+
+
+def test_embedding_nothing_gives_an_empty_matrix(tiny_embedder) -> None:
+    assert tiny_embedder.embed("image", []).shape == (0, tiny_embedder.config.out_embed_dim)
