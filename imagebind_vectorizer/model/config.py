@@ -138,6 +138,7 @@ def _type_problems(config: ImageBindConfig) -> list[str]:
             problems.append(f"{f.name}={value!r}: expected a positive integer")
     return problems
 
+
 #: The released model (`imagebind_huge`): its non-default constructor arguments.
 PRESETS: dict[str, dict[str, Any]] = {
     "huge": dict(
