@@ -60,3 +60,56 @@ def tiny_embedder(tiny_settings: Settings):
     from imagebind_vectorizer.embedder import Embedder
 
     return Embedder(tiny_settings, progress=False)
+
+
+# The official code as a test oracle ----------------------------------------------------------
+@pytest.fixture(scope="session")
+def ref():
+    """The official ImageBind code (PyPI `imagebind-unofficial`) with its shims."""
+    from tests.reference import official
+
+    return official.load()
+
+
+@pytest.fixture(scope="session")
+def ref_tiny_model(ref, tiny_config, tiny_checkpoint: Path):
+    """The official `ImageBindModel` with the session's tiny weights, loaded strictly."""
+    model = ref.model.ImageBindModel(**tiny_config.official_kwargs())
+    model.load_state_dict(torch.load(tiny_checkpoint, map_location="cpu", weights_only=True), strict=True)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_config, tiny_checkpoint: Path):
+    from imagebind_vectorizer.model.checkpoint import load_model
+
+    return load_model(tiny_checkpoint, tiny_config)
+
+
+@pytest.fixture(scope="session")
+def make_embedder(tiny_settings: Settings):
+    """Embedders over the tiny checkpoint with some settings changed, built once per setting."""
+    from imagebind_vectorizer.embedder import Embedder
+
+    cache: dict[tuple, Embedder] = {}
+
+    def make(**changes: object) -> Embedder:
+        key = tuple(sorted(changes.items()))
+        if key not in cache:
+            cache[key] = Embedder(tiny_settings.replace(**changes), progress=False)
+        return cache[key]
+
+    return make
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    """Print the largest differences measured against the reference, per comparison."""
+    from tests.helpers import MEASURED
+
+    if not MEASURED:
+        return
+    terminalreporter.section("measured differences vs the reference")
+    for label in sorted(MEASURED):
+        entry = MEASURED[label]
+        cos = f"  min cosine {entry['min_cos']:.9f}" if "min_cos" in entry else ""
+        terminalreporter.write_line(f"{label:32s} max abs {entry['max_abs']:.3g}{cos}  ({entry['count']} comparisons)")

@@ -54,7 +54,7 @@ def image_bytes(fmt: str = "PNG", width: int = 320, height: int = 240, seed: int
 def image_variants() -> dict[str, bytes]:
     """One image per input flavour the issue names: formats, modes, animation, EXIF rotation."""
     base = picture(300, 200, seed=1)
-    gray16 = Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257))
+    gray16 = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257)
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 CW on display
     frames = [picture(160, 120, seed=s) for s in (2, 3)]
@@ -119,11 +119,13 @@ def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
     return out.getvalue()
 
 
-def encoded_audio(samples: np.ndarray, rate: int, container: str, codec: str) -> bytes:
-    """Encode with FFmpeg through PyAV (flac, mp3, ogg/opus, m4a/aac, ...)."""
+def encoded_audio(samples: np.ndarray, rate: int, container: str, codec: str,
+                  muxer_options: dict[str, str] | None = None) -> bytes:
+    """Encode with FFmpeg through PyAV (flac, mp3, ogg/opus, m4a/aac, ...). Muxer options such as
+    Matroska's {"live": "1"} write a stream without a duration in its header."""
     out = io.BytesIO()
     layout = "mono" if samples.shape[0] == 1 else "stereo"
-    with av.open(out, mode="w", format=container) as c:
+    with av.open(out, mode="w", format=container, options=muxer_options or {}) as c:
         stream = c.add_stream(codec, rate=rate, layout=layout)
         frame_size = stream.codec_context.frame_size or 1024
         pcm = (np.clip(samples, -1, 1) * 32767).round().astype(np.int16)
@@ -157,17 +159,23 @@ def audio_bytes(fmt: str = "wav", seconds: float = 3.0, channels: int = 1, freq:
 
 
 # Video -------------------------------------------------------------------------------------------
-def video_bytes(seconds: float = 3.0, fps: int = 10, width: int = 256, height: int = 192,
-                container: str = "mp4", codec: str = "libx264", seed: int = 0) -> bytes:
-    """A moving-shapes clip; each frame differs so frame selection shows in the embeddings."""
+def video_bytes(seconds: float = 3.0, fps: int | Fraction = 10, width: int = 256, height: int = 192,
+                container: str = "mp4", codec: str = "libx264", seed: int = 0,
+                options: dict[str, str] | None = None, muxer_options: dict[str, str] | None = None) -> bytes:
+    """A moving-shapes clip; each frame differs so frame selection shows in the embeddings.
+    `options` are encoder options (e.g. x264's B-frames); the defaults favour encoding speed."""
     out = io.BytesIO()
-    frames = int(round(seconds * fps))
-    with av.open(out, mode="w", format=container) as c:
+    frames = round(seconds * fps)
+    with av.open(out, mode="w", format=container, options=muxer_options or {}) as c:
         stream = c.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
+        if options is not None:
+            stream.options = options
+        elif codec == "libx264":
             stream.options = {"preset": "ultrafast", "crf": "18"}
+        elif codec.startswith("libvpx"):
+            stream.options = {"deadline": "realtime", "cpu-used": "8"}
         for index in range(frames):
             image = picture(width, height, seed=seed * 1000 + index)
             for packet in stream.encode(av.VideoFrame.from_image(image)):

@@ -46,7 +46,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{kind.value} needs the {kind.encoder} encoder, which --modalities excludes")
     settings = settings.replace(modalities=kind.encoder)  # one kind: load only its encoder
     items = read_inputs(kind, args.inputs)
-    vectors = Embedder(settings, progress=sys.stderr.isatty()).embed(kind, items)
+    try:
+        vectors = Embedder(settings, progress=sys.stderr.isatty()).embed(kind, items)
+    except InputError as exc:
+        if kind is InputKind.TEXT or exc.index is None:
+            raise
+        # "image[1]" alone makes the user count arguments: name the file.
+        raise InputError(f"{args.inputs[exc.index]}: {exc.message}", reason=exc.reason, field=exc.field,
+                         index=exc.index) from exc
     json.dump(vectors.tolist(), sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -10,6 +10,7 @@ import ctypes
 import logging
 import mmap
 import os
+import pickle
 import re
 import sys
 import time
@@ -22,7 +23,13 @@ from torch import Tensor
 from imagebind_vectorizer.errors import CheckpointError
 from imagebind_vectorizer.modality import ENCODERS
 from imagebind_vectorizer.model.config import ImageBindConfig
-from imagebind_vectorizer.model.download import OFFICIAL_CHECKPOINT_URL, download, read_sidecar
+from imagebind_vectorizer.model.download import (
+    OFFICIAL_CHECKPOINT_URL,
+    download,
+    read_sidecar,
+    sha256_file,
+    write_sidecar,
+)
 from imagebind_vectorizer.model.imagebind import ImageBind
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,11 @@ def resolve_checkpoint(source: CheckpointSource, *, progress: bool = True) -> Pa
     path = source.cached_path()
     if path.is_file():
         record = read_sidecar(path)
+        if source.sha256 and record is None:
+            # Placed by hand or changed since it was recorded: verify once, then remember the digest.
+            log.info("verifying the sha256 of %s", path)
+            record = sha256_file(path)
+            write_sidecar(path, record)
         if source.sha256 and record and record.sha256 != source.sha256.lower():
             raise CheckpointError(f"cached checkpoint {path} has sha256 {record.sha256}, expected "
                                   f"{source.sha256}; delete it to download again")
@@ -78,21 +90,49 @@ def resolve_checkpoint(source: CheckpointSource, *, progress: bool = True) -> Pa
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
     """The checkpoint's tensors, memory-mapped; never unpickles arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc):
-            raise CheckpointError(f"{path} is not a loadable PyTorch checkpoint: {exc}") from exc
+        state = _load_weights_only(path, mmap=True)
+    except _NotMmappable:
         # Pre-1.6 (non-zip) files cannot be memory-mapped; load them whole, still weights-only.
         log.warning("%s is in the legacy format; loading without memory mapping", path)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a loadable PyTorch checkpoint: {exc}") from exc
+        state = _load_weights_only(path, mmap=False)
     if isinstance(state, dict) and len(state) == 1 and isinstance(next(iter(state.values())), dict):
         state = next(iter(state.values()))  # {"model": state_dict} wrappers
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors")
     return state
+
+
+class _NotMmappable(Exception):
+    pass
+
+
+def _load_weights_only(path: Path, *, mmap: bool) -> object:
+    """torch.load with weights_only; every failure becomes a CheckpointError that says what the file
+    is not (a random file fails inside the unpickler with KeyError, EOFError, ...)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        # torch's message is a paragraph of advice to load unsafely; keep only what was refused.
+        detail = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line.upper()
+                       and "weights_only" not in line), "refused by the weights-only unpickler")
+        raise CheckpointError(f"{path} is not a plain checkpoint of tensors: it holds pickled Python objects "
+                              f"that weights-only loading refuses to run ({detail})") from exc
+    except RuntimeError as exc:
+        if mmap and "mmap" in str(exc):
+            raise _NotMmappable from exc
+        raise CheckpointError(f"{path} is not a loadable PyTorch checkpoint: {_first_line(exc)}") from exc
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a loadable PyTorch checkpoint "
+                              f"({type(exc).__name__}: {_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def build_model_from_state_dict(state: dict[str, Tensor], config: ImageBindConfig,

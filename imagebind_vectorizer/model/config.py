@@ -58,22 +58,23 @@ class ImageBindConfig:
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kernel_size", tuple(int(k) for k in self.kernel_size))
+        # Types first: JSON can hold anything, and a wrong type would otherwise surface as an
+        # unrelated TypeError here or, worse, only when the model is built.
+        type_problems = _type_problems(self)
+        if type_problems:
+            raise ConfigError("invalid architecture config: " + "; ".join(type_problems))
+        object.__setattr__(self, "kernel_size", tuple(self.kernel_size))
         problems: list[str] = []
-        if len(self.kernel_size) != 3:
-            problems.append("kernel_size must have 3 entries (time, height, width)")
-        elif self.kernel_size[1] != self.kernel_size[2] or IMAGE_SIZE % self.kernel_size[1]:
+        if self.kernel_size[1] != self.kernel_size[2] or IMAGE_SIZE % self.kernel_size[1]:
             problems.append(f"kernel_size {self.kernel_size}: patches must be square and divide {IMAGE_SIZE}")
         elif self.video_frames % self.kernel_size[0]:
             problems.append("video_frames must be a multiple of kernel_size[0]")
         for modality in ("vision", "audio", "text", "depth", "thermal", "imu"):
             dim = getattr(self, f"{modality}_embed_dim")
             heads = getattr(self, f"{modality}_num_heads")
-            if dim <= 0 or heads <= 0 or dim % heads:
-                problems.append(f"{modality}_embed_dim ({dim}) must be a positive multiple of "
+            if dim % heads:
+                problems.append(f"{modality}_embed_dim ({dim}) must be a multiple of "
                                 f"{modality}_num_heads ({heads})")
-            if getattr(self, f"{modality}_num_blocks") < 1:
-                problems.append(f"{modality}_num_blocks must be >= 1")
         for modality in ("depth", "thermal"):
             if IMAGE_SIZE % getattr(self, f"{modality}_kernel_size"):
                 problems.append(f"{modality}_kernel_size must divide {IMAGE_SIZE}")
@@ -82,8 +83,6 @@ class ImageBindConfig:
                             f"{IMU_PATCH}-sample windows; only {IMU_PATCH} is supported")
         if self.audio_kernel_size > min(self.audio_num_mel_bins, self.audio_target_len):
             problems.append("audio_kernel_size is larger than the spectrogram")
-        if self.out_embed_dim < 1:
-            problems.append("out_embed_dim must be >= 1")
         if problems:
             raise ConfigError("invalid architecture config: " + "; ".join(problems))
 
@@ -114,6 +113,31 @@ class ImageBindConfig:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(ImageBindConfig)} - {"name"}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_problems(config: ImageBindConfig) -> list[str]:
+    """Every field whose value has the wrong type or sign, named with the value it got. The
+    defaults tell the types: ints are sizes (>= 1), floats are drop-path rates in [0, 1]."""
+    problems = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name == "name":
+            continue
+        if f.name == "kernel_size":
+            if not (isinstance(value, list | tuple) and len(value) == 3
+                    and all(_is_int(k) and k >= 1 for k in value)):
+                problems.append(f"kernel_size={value!r}: expected 3 positive integers (time, height, width)")
+        elif isinstance(f.default, float):
+            if not (isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1):
+                problems.append(f"{f.name}={value!r}: expected a number between 0 and 1")
+        elif not (_is_int(value) and value >= 1):
+            problems.append(f"{f.name}={value!r}: expected a positive integer")
+    return problems
+
 
 #: The released model (`imagebind_huge`): its non-default constructor arguments.
 PRESETS: dict[str, dict[str, Any]] = {

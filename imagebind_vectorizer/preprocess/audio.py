@@ -7,6 +7,7 @@ bounded by duration; resample to 16 kHz with torchaudio; cut three 2-second clip
 from __future__ import annotations
 
 import io
+import struct
 
 import av
 import numpy as np
@@ -32,6 +33,9 @@ def decode_audio(data: bytes, max_seconds: float) -> tuple[torch.Tensor, int]:
     """(channels, samples) float32 in [-1, 1] and the sample rate, decoding at most `max_seconds`."""
     if not data:
         raise InputError("empty audio", reason="empty")
+    truncated = _wav_truncation(data)
+    if truncated:
+        raise InputError(truncated, reason="decode")
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except Exception as exc:
@@ -122,6 +126,25 @@ def _header_seconds(container: av.container.InputContainer, stream: av.audio.str
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
         return container.duration / av.time_base
+    return None
+
+
+def _wav_truncation(data: bytes) -> str | None:
+    """Why a RIFF/WAVE file was cut short, or None. FFmpeg decodes whatever samples are present
+    and clamps the duration to them, so a truncated upload would silently embed a fragment."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk, size = data[offset:offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
+        if chunk == b"data":
+            available = len(data) - offset - 8
+            # 0 and 0xFFFFFFFF are what streaming writers leave when the length was unknown.
+            if size not in (0, 0xFFFFFFFF) and available < size:
+                return (f"WAV file is truncated: its header announces {size} bytes of samples but the file "
+                        f"holds {available}")
+            return None
+        offset += 8 + size + (size & 1)  # chunks are padded to an even length
     return None
 
 

@@ -77,19 +77,23 @@ def _parse_float_rows(rows: list[list[str]], first_line: int) -> np.ndarray:
         raise InputError(f"IMU CSV rows have different lengths: {exc}", reason="shape") from exc
 
 
-def _read_csv(data: bytes, limits: Limits) -> tuple[list[str] | None, list[list[str]]]:
+def _read_csv(data: bytes) -> tuple[list[str] | None, list[list[str]]]:
     text = _decode_text(data)
     rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
     if not rows:
         raise InputError("IMU CSV is empty", reason="empty")
-    if len(rows) > limits.max_imu_samples + 1:
-        raise InputError(f"IMU CSV has {len(rows)} rows, over the limit of {limits.max_imu_samples}",
-                         reason="too_large")
     try:
         [float(cell) for cell in rows[0]]
         return None, rows
     except ValueError:
         return rows[0], rows[1:]
+
+
+def _check_sample_count(samples: int, limits: Limits) -> None:
+    """Before parsing the cells: a sample is one data row (the header is not counted)."""
+    if samples > limits.max_imu_samples:
+        raise InputError(f"IMU CSV has {samples} samples, over the limit of {limits.max_imu_samples}",
+                         reason="too_large")
 
 
 def _official(data: bytes, options: PreprocessOptions) -> np.ndarray:
@@ -99,17 +103,19 @@ def _official(data: bytes, options: PreprocessOptions) -> np.ndarray:
             array = np.load(io.BytesIO(data), allow_pickle=False)
         except Exception as exc:
             raise InputError(f"corrupt .npy IMU array: {exc}", reason="decode") from exc
-        if not np.issubdtype(array.dtype, np.number):
-            raise InputError(f".npy IMU array has dtype {array.dtype}; expected numbers", reason="invalid")
+        # Real numbers only: complex values would lose their imaginary part in the float32 cast.
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            raise InputError(f".npy IMU array has dtype {array.dtype}; expected real numbers", reason="invalid")
         if array.ndim != 2 or array.shape[0] != IMU_CHANNELS:
             hint = " (transpose it)" if array.ndim == 2 and array.shape[1] == IMU_CHANNELS else ""
             raise InputError(f".npy IMU array has shape {array.shape}; expected (6, N){hint}", reason="shape")
         array = array.astype(np.float32)
         _check_values(array, limits)
         return array
-    header, rows = _read_csv(data, limits)
+    header, rows = _read_csv(data)
     if not rows:
         raise InputError("IMU CSV has a header but no samples", reason="empty")
+    _check_sample_count(len(rows), limits)
     table = _parse_float_rows(rows, first_line=2 if header else 1)
     if header is None:
         if table.shape[1] != IMU_CHANNELS:
@@ -137,10 +143,14 @@ def _official(data: bytes, options: PreprocessOptions) -> np.ndarray:
 
 def _legacy(data: bytes, options: PreprocessOptions) -> np.ndarray:
     # The container: np.loadtxt(delimiter=",", skiprows=1), then reshape (N, 6) -> (6, N).
-    header, rows = _read_csv(data, options.limits)
+    if data.startswith(NPY_MAGIC):
+        raise InputError("the weaviate-legacy profile reads IMU data only as CSV, as Weaviate's container did; "
+                         ".npy arrays need the official profile", reason="decode")
+    header, rows = _read_csv(data)
     body = rows if header is not None else rows[1:]  # it skips the first line whatever it holds
     if not body:
         raise InputError("IMU CSV has no samples after its header row", reason="empty")
+    _check_sample_count(len(body), options.limits)
     table = _parse_float_rows(body, first_line=2)
     if table.shape[1] != IMU_CHANNELS:
         raise InputError(f"IMU CSV has {table.shape[1]} columns; the legacy profile needs exactly 6",

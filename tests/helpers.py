@@ -1,0 +1,155 @@
+"""Helpers shared by the model and preprocessing tests: comparisons that report how far apart two
+results are, the reference (official) model run on tensors, and oracles composed from library calls
+for the behaviour of Weaviate's container where the official code has no loader."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+#: largest difference seen per comparison label, printed at the end of the session
+#: (see `pytest_terminal_summary` in conftest.py) so a run documents how close parity is
+MEASURED: dict[str, dict[str, float]] = defaultdict(lambda: {"max_abs": 0.0, "count": 0})
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def as_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+
+
+def max_abs(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    a, b = as_tensor(a).double(), as_tensor(b).double()
+    assert a.shape == b.shape, f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}"
+    return float((a - b).abs().max()) if a.numel() else 0.0
+
+
+def min_cosine(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    a, b = as_tensor(a).double(), as_tensor(b).double()
+    return float(F.cosine_similarity(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1), dim=-1).min())
+
+
+def record(label: str, diff: float, cos: float | None = None) -> None:
+    entry = MEASURED[label]
+    entry["max_abs"] = max(entry["max_abs"], diff)
+    if cos is not None:
+        entry["min_cos"] = min(entry.get("min_cos", cos), cos)
+    entry["count"] += 1
+
+
+def assert_tensors_match(ours: torch.Tensor, reference: torch.Tensor, *, label: str, atol: float = 0.0,
+                         what: str = "") -> float:
+    """Element-wise comparison with the measured difference in the failure message."""
+    diff = max_abs(ours, reference)
+    record(label, diff)
+    assert diff <= atol, f"{label} {what}: max abs diff {diff:.3g} exceeds {atol:g}"
+    return diff
+
+
+def assert_vectors_match(ours: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray, *, label: str,
+                         min_cos: float = 0.99999, rtol: float | None = None, what: str = "") -> None:
+    """Embeddings agree in direction (cosine) and, when `rtol` is given, element-wise relative to the
+    vector norm (which carries the modality scale)."""
+    ours_t, ref_t = as_tensor(ours).double(), as_tensor(reference).double()
+    diff = max_abs(ours_t, ref_t)
+    cos = min_cosine(ours_t, ref_t)
+    record(label, diff, cos)
+    message = f"{label} {what}: min cosine {cos:.8f}, max abs diff {diff:.3g}"
+    assert cos >= min_cos, message
+    if rtol is not None:
+        scale = float(ref_t.norm(dim=-1).max())
+        assert diff <= rtol * scale, message + f" (norm {scale:.4g})"
+
+
+@torch.no_grad()
+def reference_embed(ref_model: torch.nn.Module, modality: str, x: torch.Tensor) -> torch.Tensor:
+    return ref_model({modality: x})[modality]
+
+
+def write(directory: Path, name: str, data: bytes) -> Path:
+    path = directory / name
+    path.write_bytes(data)
+    return path
+
+
+# Oracles for behaviour the official code has no loader for ---------------------------------------
+def container_gray_oracle(data: bytes) -> torch.Tensor:
+    """Weaviate's container for depth and thermal: Pillow "L", then torchvision's CLIP-style
+    transform with one-channel mean/std -> (1, 224, 224)."""
+    from torchvision import transforms as T
+
+    image = Image.open(io.BytesIO(data))
+    if image.mode != "L":
+        image = image.convert("L")
+    transform = T.Compose([
+        T.Resize(224, interpolation=T.InterpolationMode.BICUBIC),
+        T.CenterCrop(224),
+        T.ToTensor(),
+        T.Normalize(mean=CLIP_MEAN[0], std=CLIP_STD[0]),
+    ])
+    return transform(image)
+
+
+def container_imu_oracle(csv_bytes: bytes) -> torch.Tensor:
+    """Weaviate's container for IMU: loadtxt after one header row, *reshape* (N, 6) -> (6, N), then
+    zero-pad or cut to 2000 samples -> (6, 2000)."""
+    table = np.loadtxt(io.BytesIO(csv_bytes), skiprows=1, delimiter=",", dtype=np.float32)
+    table = table.reshape(table.shape[1], table.shape[0])
+    out = np.zeros((6, 2000), dtype=np.float32)
+    n = min(table.shape[1], 2000)
+    out[:, :n] = table[:, :n]
+    return torch.from_numpy(out)
+
+
+def legacy_text_tokens(ref: SimpleNamespace, text: str) -> torch.Tensor:
+    """The pre-2025-11-21 official tokenizer (and the container): EOT appended *before* cutting to
+    77, composed from the reference tokenizer's BPE."""
+    tokenizer = ref.data.SimpleTokenizer(bpe_path=ref.data.return_bpe_path())
+    sot, eot = tokenizer.encoder["<|startoftext|>"], tokenizer.encoder["<|endoftext|>"]
+    ids = [sot, *tokenizer.encode(text), eot][:77]
+    out = torch.zeros(77, dtype=torch.long)
+    out[: len(ids)] = torch.tensor(ids)
+    return out
+
+
+def legacy_video_oracle(ref: SimpleNamespace, path: Path) -> torch.Tensor:
+    """What Weaviate's container computes for a video (its own loader, not the official one):
+    pytorchvideo 0.1.5's EncodedVideo with the default PyAV decoder, 0.1.5's clip spacing
+    (max_start / clips), 2 frames per clip, /255, ShortSideScale(224), CLIP normalisation,
+    three spatial crops -> (15, 3, 2, 224, 224)."""
+    from pytorchvideo import transforms as pv_transforms  # type: ignore[import-not-found]
+
+    video = ref.encoded_video.EncodedVideo.from_path(str(path), decode_audio=False)
+    sampler = ref.clip_sampling.ConstantClipsPerVideoSampler(clip_duration=2, clips_per_video=5)
+    subsample = pv_transforms.UniformTemporalSubsample(num_samples=2)
+    scale = pv_transforms.ShortSideScale(224)
+    normalize = ref.data.NormalizeVideo(mean=CLIP_MEAN, std=CLIP_STD)
+    clips = []
+    for start, end in ref.data.get_clip_timepoints(sampler, video.duration):
+        clip = video.get_clip(start, end)
+        assert clip["video"] is not None, f"the legacy oracle found no frames in [{start}, {end})"
+        clips.append(normalize(scale(subsample(clip["video"]) / 255.0)))
+    return torch.stack(ref.data.SpatialCrop(224, num_crops=3)(clips))
+
+
+# Crafted files ------------------------------------------------------------------------------------
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny, structurally valid PNG whose header claims width x height RGB pixels: a decoder that
+    trusted it would allocate width * height * 3 bytes."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
