@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -242,8 +243,6 @@ def _item_message(exc: BaseException, request: pb.VectorizeStreamRequest) -> str
 
 
 def meta_response(meta: dict[str, Any], settings: Settings) -> pb.MetaResponse:
-    import json
-
     checkpoint = meta.get("checkpoint") or {}
     return pb.MetaResponse(
         model=meta.get("model", ""), name=meta.get("name", ""), server=meta.get("server", ""),
