@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 
 from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.server.grpc_service import MODALITY_OF_KIND
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.weaviate_http import FIELD_OF_KIND
 from tests import media
@@ -20,9 +21,6 @@ _WORDS = (
     ("near", "under", "beside", "behind", "above", "inside", "across", "along", "past", "around"),
     ("mountains", "houses", "trees", "clouds", "bridges", "fields", "markets", "waves", "roads", "lights"),
 )
-MODALITY = {InputKind.TEXT: pb.MODALITY_TEXT, InputKind.IMAGE: pb.MODALITY_IMAGE, InputKind.AUDIO: pb.MODALITY_AUDIO,
-            InputKind.VIDEO: pb.MODALITY_VIDEO, InputKind.DEPTH: pb.MODALITY_DEPTH,
-            InputKind.THERMAL: pb.MODALITY_THERMAL, InputKind.IMU: pb.MODALITY_IMU}
 #: distinct media files per kind (texts are all distinct; the bench server runs with its cache off)
 MEDIA_VARIANTS = 4
 
@@ -76,7 +74,7 @@ class Payloads:
 
     def grpc_request(self, index: int) -> pb.VectorizeRequest:
         content = self.content(index)
-        item = pb.Item(modality=MODALITY[self.kind], id=str(index),
+        item = pb.Item(modality=MODALITY_OF_KIND[self.kind], id=str(index),
                        **({"text": content} if isinstance(content, str) else {"data": content}))
         return pb.VectorizeRequest(items=[item], encoding=pb.VECTOR_ENCODING_FLOAT32_LE)
 
