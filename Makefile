@@ -67,6 +67,9 @@ lint: env  ## ruff
 proto: env  ## regenerate the gRPC code from proto/
 	$(PY) scripts/gen_proto.py --out $(PROTO_OUT)
 
+proto-check: env  ## fail if the committed gRPC code is stale (differs from a fresh generation)
+	$(PY) scripts/gen_proto.py --out $(PROTO_OUT) --check
+
 test: env weaviate deploy-tools lint  ## every test (creates the environment first)
 	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status

@@ -73,6 +73,7 @@ class Engine:
         self._idle.set()
         self._meta: dict[str, Any] = {}
         self._variant = f"{settings.preprocessing}/{settings.output_scaling}"
+        self._model_id = ""
 
     # Life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -92,6 +93,9 @@ class Engine:
                 self.load_error = str(exc)
                 log.error("model failed to load: %s", exc)
                 raise
+        # Fixed for the engine's life: the checkpoint's id changes when its background sha256
+        # finishes, and cache keys must not (nor should each lookup stat the file).
+        self._model_id = self.embedder.checkpoint.model_id
         self.embedder.ensure_checkpoint_digest()
         self._meta = self.embedder.meta()
         self.state = State.READY
@@ -165,7 +169,7 @@ class Engine:
             results[kind] = [None] * len(items)
             cached = kind in self.settings.cached_kinds
             for index, item in enumerate(items):
-                key = content_key(kind.value, item, embedder.checkpoint.model_id, self._variant) if cached else None
+                key = content_key(kind.value, item, self._model_id, self._variant) if cached else None
                 hit = self.cache.get(key) if key is not None else None
                 if hit is not None:
                     results[kind][index] = hit

@@ -137,9 +137,11 @@ async def _observe(request: web.Request, handler: Any) -> web.StreamResponse:
 
 async def vectorize(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
+    # Read the raw body whatever the Content-Type: Weaviate sends none. Outside the try below: a body
+    # over the limit raises HTTPRequestEntityTooLarge, which `_observe` answers as a JSON 413.
+    body = await request.read()
     try:
-        # Read the raw body whatever the Content-Type: Weaviate sends none.
-        parsed = parse_vectorize_body(await request.read())
+        parsed = parse_vectorize_body(body)
         vectors = await engine.embed_request(parsed, field_names=FIELD_OF_KIND)
     except InputError as exc:
         log.info("bad input", extra={"fields": {"status": 400, "reason": exc.reason, "error": str(exc)}})

@@ -1,0 +1,1 @@
+"""The benchmark harness: `python -m bench.run --help` (see bench/README.md)."""

@@ -1,0 +1,322 @@
+"""The gRPC transport (proto/imagebind/vectorizer/v1/vectorizer.proto), the standard health service
+and server reflection, over the same engine as the HTTP transport. A thin layer: parse the items,
+call the engine, encode the vectors; the engine's exceptions become status codes here.
+
+Deadlines: the call's remaining time becomes the engine's monotonic deadline, so items whose
+deadline has passed are dropped before preprocessing or before their batch runs, never computed.
+When the deadline passes mid-call gRPC cancels the handler, which cancels the engine's futures;
+the batcher drops cancelled items too."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, NoReturn
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from imagebind_vectorizer.engine.engine import Engine
+from imagebind_vectorizer.errors import (
+    DeadlineExceededError,
+    ImageBindError,
+    InputError,
+    NotReadyError,
+    OverloadedError,
+)
+from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
+from imagebind_vectorizer.server.proto_gen import vectorizer_pb2_grpc as pb_grpc
+from imagebind_vectorizer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["Vectorizer"].full_name
+#: items a stream may have read but not yet answered; HTTP/2 flow control holds the client beyond
+STREAM_MAX_IN_FLIGHT = 64
+#: how often a health Watch looks at the engine's state
+HEALTH_WATCH_INTERVAL_S = 0.1
+_INT32_MAX = 2**31 - 1
+
+KIND_OF_MODALITY: dict[int, InputKind] = {
+    pb.MODALITY_TEXT: InputKind.TEXT,
+    pb.MODALITY_IMAGE: InputKind.IMAGE,
+    pb.MODALITY_AUDIO: InputKind.AUDIO,
+    pb.MODALITY_VIDEO: InputKind.VIDEO,
+    pb.MODALITY_DEPTH: InputKind.DEPTH,
+    pb.MODALITY_THERMAL: InputKind.THERMAL,
+    pb.MODALITY_IMU: InputKind.IMU,
+}
+MODALITY_OF_KIND: dict[InputKind, int] = {kind: modality for modality, kind in KIND_OF_MODALITY.items()}
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and reason tag for an engine exception."""
+    if isinstance(exc, InputError):
+        return grpc.StatusCode.INVALID_ARGUMENT, exc.reason
+    if isinstance(exc, OverloadedError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded"
+    if isinstance(exc, NotReadyError):
+        return grpc.StatusCode.UNAVAILABLE, "not_ready"
+    if isinstance(exc, DeadlineExceededError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, "deadline"
+    return grpc.StatusCode.INTERNAL, "internal"
+
+
+def parse_item(item: pb.Item, index: int) -> tuple[InputKind, bytes | str]:
+    """One proto item -> (kind, content); raises InputError naming `items[index]`."""
+    kind = KIND_OF_MODALITY.get(item.modality)
+    if kind is None:
+        raise InputError(f"modality must be one of {', '.join(pb.Modality.keys()[1:])}, got {item.modality}",
+                         reason="modality", field="items", index=index)
+    content = item.WhichOneof("content")
+    if content is None:
+        raise InputError(f"{kind.value} item has neither `text` nor `data`", reason="empty", field="items",
+                         index=index)
+    if content == "text" and kind is not InputKind.TEXT:
+        raise InputError(f"{kind.value} items carry the file's bytes in `data`, not `text`", reason="invalid",
+                         field="items", index=index)
+    return kind, item.text if content == "text" else item.data
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def _embedding(vector: np.ndarray, kind: InputKind, item_id: str, encoding: int) -> pb.Embedding:
+    if encoding == pb.VECTOR_ENCODING_FLOAT32_LE:
+        return pb.Embedding(id=item_id, modality=MODALITY_OF_KIND[kind],
+                            float32_le=np.asarray(vector, dtype="<f4").tobytes())
+    return pb.Embedding(id=item_id, modality=MODALITY_OF_KIND[kind], values=vector.tolist())
+
+
+class VectorizerService(pb_grpc.VectorizerServicer):
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    def _observe(self, method: str, code: grpc.StatusCode, started: float | None = None) -> None:
+        endpoint = f"/{SERVICE_NAME}/{method}"
+        self.engine.metrics.requests.labels("grpc", endpoint, code.name).inc()
+        if started is not None:
+            self.engine.metrics.request_seconds.labels("grpc", endpoint).observe(time.monotonic() - started)
+
+    async def _fail(self, context: grpc.aio.ServicerContext, method: str, exc: BaseException,
+                    started: float | None = None) -> NoReturn:
+        code, reason = status_of(exc)
+        if code is grpc.StatusCode.INTERNAL:
+            log.error("%s failed", method, exc_info=exc)
+        elif code is grpc.StatusCode.INVALID_ARGUMENT:
+            log.info("bad input", extra={"fields": {"status": code.name, "reason": reason, "error": str(exc)}})
+        self._observe(method, code, started)
+        message = str(exc) if isinstance(exc, ImageBindError) else f"server error: {type(exc).__name__}: {exc}"
+        await context.abort(code, message)
+        raise AssertionError("context.abort returned")  # it raises; this satisfies the type checker
+
+    # Vectorize ------------------------------------------------------------------------------------
+    async def Vectorize(self, request: pb.VectorizeRequest, context: grpc.aio.ServicerContext) -> pb.VectorizeResponse:
+        started = time.monotonic()
+        try:
+            response = await self._vectorize(request, context)
+        except asyncio.CancelledError:
+            self._observe("Vectorize", grpc.StatusCode.CANCELLED)
+            raise
+        except Exception as exc:
+            await self._fail(context, "Vectorize", exc, started)
+        self._observe("Vectorize", grpc.StatusCode.OK, started)
+        return response
+
+    async def _vectorize(self, request: pb.VectorizeRequest,
+                         context: grpc.aio.ServicerContext) -> pb.VectorizeResponse:
+        grouped: dict[InputKind, list[bytes | str]] = {}
+        positions: dict[InputKind, list[int]] = {}
+        for index, item in enumerate(request.items):
+            kind, content = parse_item(item, index)
+            grouped.setdefault(kind, []).append(content)
+            positions.setdefault(kind, []).append(index)
+        try:
+            vectors = await self.engine.embed_request(grouped, deadline=_deadline(context))
+        except InputError as exc:
+            raise _locate(exc, positions) from None
+        embeddings: list[pb.Embedding | None] = [None] * len(request.items)
+        for kind, kind_vectors in vectors.items():
+            for index, vector in zip(positions[kind], kind_vectors, strict=True):
+                embeddings[index] = _embedding(vector, kind, request.items[index].id, request.encoding)
+        return pb.VectorizeResponse(embeddings=embeddings, dimensions=self._dimensions())
+
+    def _dimensions(self) -> int:
+        embedder = self.engine.embedder
+        return embedder.config.out_embed_dim if embedder is not None else 0
+
+    # VectorizeStream ------------------------------------------------------------------------------
+    async def VectorizeStream(self, request_iterator: AsyncIterator[pb.VectorizeStreamRequest],
+                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.VectorizeStreamResponse]:
+        method = "VectorizeStream"
+        if not self.engine.ready:  # refuse the whole stream; once admitted, items fail one by one
+            await self._fail(context, method, NotReadyError(f"the server is {self.engine.state.value}"))
+        deadline = _deadline(context)
+        window = asyncio.Semaphore(STREAM_MAX_IN_FLIGHT)
+        results: asyncio.Queue[pb.VectorizeStreamResponse | None] = asyncio.Queue()
+        items: set[asyncio.Task[None]] = set()
+
+        async def answer(request: pb.VectorizeStreamRequest) -> None:
+            response = pb.VectorizeStreamResponse(sequence=request.sequence, id=request.item.id)
+            try:
+                kind, content = parse_item(request.item, request.sequence)
+                vector = (await self.engine.embed(kind, [content], deadline=deadline))[0]
+                response.embedding.CopyFrom(_embedding(vector, kind, request.item.id, request.encoding))
+            except Exception as exc:
+                code, reason = status_of(exc)
+                if code is grpc.StatusCode.INTERNAL:
+                    log.error("stream item failed", exc_info=exc)
+                response.error.CopyFrom(pb.ItemError(code=code.value[0], reason=reason, message=_item_message(
+                    exc, request)))
+            await results.put(response)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await window.acquire()  # released once the answer is written
+                    task = asyncio.ensure_future(answer(request))
+                    items.add(task)
+                    task.add_done_callback(items.discard)
+                while items:
+                    await asyncio.wait(set(items))
+            finally:
+                await results.put(None)
+
+        reader = asyncio.ensure_future(read())
+        code = grpc.StatusCode.OK
+        try:
+            while (response := await results.get()) is not None:
+                yield response
+                window.release()
+            await reader  # re-raises a failed read
+        except (asyncio.CancelledError, GeneratorExit):
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:
+            code = grpc.StatusCode.INTERNAL
+            log.error("stream failed", exc_info=exc)
+            raise
+        finally:
+            reader.cancel()
+            for task in list(items):
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(reader, *items, return_exceptions=True)
+            self._observe(method, code)
+
+    # Meta -----------------------------------------------------------------------------------------
+    async def Meta(self, request: pb.MetaRequest, context: grpc.aio.ServicerContext) -> pb.MetaResponse:
+        self._observe("Meta", grpc.StatusCode.OK)
+        return meta_response(self.engine.meta(), self.settings)
+
+
+def _locate(exc: InputError, positions: dict[InputKind, list[int]]) -> InputError:
+    """The engine names an item by its kind and its index among that kind's items; the caller
+    knows it by its index in the request."""
+    try:
+        kind = InputKind(exc.field) if exc.field is not None else None
+    except ValueError:
+        kind = None
+    if kind is None or kind not in positions:
+        return exc
+    index = positions[kind][exc.index if exc.index is not None else 0]
+    return InputError(f"({kind.value}) {exc.message}", reason=exc.reason, field="items", index=index)
+
+
+def _item_message(exc: BaseException, request: pb.VectorizeStreamRequest) -> str:
+    if isinstance(exc, InputError) and exc.field != "items":
+        kind = KIND_OF_MODALITY.get(request.item.modality)
+        return f"({kind.value if kind else 'unknown'}) {exc.message}"
+    if isinstance(exc, ImageBindError):
+        return str(exc)
+    return f"server error: {type(exc).__name__}: {exc}"
+
+
+def meta_response(meta: dict[str, Any], settings: Settings) -> pb.MetaResponse:
+    checkpoint = meta.get("checkpoint") or {}
+    return pb.MetaResponse(
+        model=meta.get("model", ""), name=meta.get("name", ""), server=meta.get("server", ""),
+        server_version=meta.get("serverVersion", ""), state=meta.get("state", ""),
+        architecture=meta.get("architecture", ""),
+        architecture_config_json=json.dumps(meta["architectureConfig"]) if meta.get("architectureConfig") else "",
+        dimensions=meta.get("dimensions", 0),
+        checkpoint=pb.Checkpoint(path=checkpoint.get("path") or "", size_bytes=checkpoint.get("sizeBytes") or 0,
+                                 sha256=checkpoint.get("sha256") or "", weights=checkpoint.get("weights") or ""),
+        encoders=meta.get("modalities", []),
+        modalities=[MODALITY_OF_KIND[InputKind(k)] for k in meta.get("inputKinds", [])],
+        device=meta.get("device", ""), dtype=meta.get("dtype", ""), preprocessing=meta.get("preprocessing", ""),
+        output_scaling=meta.get("outputScaling", ""), max_message_bytes=_max_message_bytes(settings),
+        stream_max_in_flight=STREAM_MAX_IN_FLIGHT, error=meta.get("error") or "",
+    )
+
+
+def _max_message_bytes(settings: Settings) -> int:
+    return min(settings.max_request_bytes, _INT32_MAX)
+
+
+# Health ---------------------------------------------------------------------------------------------
+class EngineHealth(health_pb2_grpc.HealthServicer):
+    """grpc.health.v1.Health answered from the engine's state: SERVING only while it is ready
+    (NOT_SERVING while loading, draining, stopped or failed), for "" and the Vectorizer."""
+
+    def __init__(self, engine: Engine, services: Sequence[str]) -> None:
+        self.engine = engine
+        self.services = frozenset(services)
+
+    def status(self, service: str) -> int:
+        if service not in self.services:
+            return health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        return health_pb2.HealthCheckResponse.SERVING if self.engine.ready \
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+
+    async def Check(self, request: health_pb2.HealthCheckRequest,
+                    context: grpc.aio.ServicerContext) -> health_pb2.HealthCheckResponse:
+        status = self.status(request.service)
+        if status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest,
+                    context: grpc.aio.ServicerContext) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        last = None
+        while True:
+            status = self.status(request.service)
+            if status != last:
+                yield health_pb2.HealthCheckResponse(status=status)
+                last = status
+            await asyncio.sleep(HEALTH_WATCH_INTERVAL_S)
+
+
+# Server ---------------------------------------------------------------------------------------------
+async def start_grpc_server(engine: Engine, settings: Settings) -> tuple[grpc.aio.Server, int]:
+    """Serve the Vectorizer, health and reflection on settings.host:settings.grpc_port (0: any free
+    port). Returns the started server and the port it is bound to."""
+    limit = _max_message_bytes(settings)
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+    ])
+    pb_grpc.add_VectorizerServicer_to_server(VectorizerService(engine, settings), server)
+    health_pb2_grpc.add_HealthServicer_to_server(EngineHealth(engine, ["", SERVICE_NAME]), server)
+    reflection.enable_server_reflection(
+        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    try:
+        port = server.add_insecure_port(f"{host}:{settings.grpc_port}")
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen for gRPC on {host}:{settings.grpc_port}: {exc}") from exc
+    if port == 0:
+        raise OSError(f"cannot listen for gRPC on {host}:{settings.grpc_port}")
+    await server.start()
+    return server, port

@@ -1,0 +1,29 @@
+"""The benchmark harness runs end to end (tiny architecture, one dtype, one level): both servers
+start, both transports answer without errors, ratios and the plot are written. It measures
+nothing here; it only keeps `python -m bench.run` from rotting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.run import main
+
+
+def test_bench_runs_end_to_end(tiny_config_path: Path, tmp_path: Path) -> None:
+    assert main(["--model-config", str(tiny_config_path), "--dtype", "float32", "--kinds", "text,image",
+                 "--concurrency", "2", "--rounds", "2", "--probes", "1", "--matmul-size", "256",
+                 "--out", str(tmp_path)]) == 0
+    [result] = tmp_path.glob("bench-*.json")
+    record = json.loads(result.read_text())
+    levels = record["levels"]
+    assert {(r["config"], r["kind"], r["transport"]) for r in levels} == {
+        (config, kind, transport) for config in ("batched", "baseline") for kind in ("text", "image")
+        for transport in ("http", "grpc")}
+    assert all(r["errors"] == 0 and r["requests"] == 4 and r["items_per_s"] > 0 for r in levels)
+    assert all(r["items_per_model_call"] == 1 for r in levels if r["config"] == "baseline")  # one at a time
+    assert len(record["ratios"]) == 4
+    assert [s["config"] for s in record["servers"]] == ["batched", "baseline"]
+    assert all(s["peak_rss_mib"] > 0 for s in record["servers"])
+    assert set(record["matmul_gflops"]["float32"]) == {"before", "after"}
+    assert result.with_suffix(".png").stat().st_size > 0

@@ -1,0 +1,84 @@
+"""SIGTERM under load, on `python -m imagebind_vectorizer serve` in a subprocess: readiness turns 503,
+new work is refused, every admitted request completes with 200, and the process exits 0."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+
+from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
+from imagebind_vectorizer.settings import Settings
+from tests.server.support import (
+    HttpResponse,
+    go_request,
+    grpc_stub,
+    http_vectorize,
+    item,
+    metrics_text,
+    sample_value,
+    start_serve,
+    vectorize_body,
+    wait_until,
+)
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_settings: Settings, tmp_path: Path) -> None:
+    # a 3 s batch window holds the admitted requests in the queue while the signal arrives
+    settings = tiny_settings.replace(max_wait_ms=3000.0, max_batch_size=64, shutdown_grace_s=30.0)
+    process = start_serve(settings, tmp_path / "serve.log")
+    try:
+        port = process.http_port
+        wait_until(lambda: _ready_status(port) == 204, timeout=60)  # 503 while the model loads
+        http_results: list[HttpResponse | Exception] = []
+        grpc_results: list[object] = []
+        channel, stub = grpc_stub(f"127.0.0.1:{process.grpc_port}")
+
+        def send_http(i: int) -> None:
+            try:
+                http_results.append(http_vectorize(port, vectorize_body([f"in flight {i}"])))
+            except Exception as exc:
+                http_results.append(exc)
+
+        def send_grpc(i: int) -> None:
+            try:
+                grpc_results.append(stub.Vectorize(pb.VectorizeRequest(items=[item(InputKind.TEXT, f"rpc {i}")]),
+                                                   timeout=60))
+            except Exception as exc:
+                grpc_results.append(exc)
+
+        threads = [threading.Thread(target=send_http, args=(i,)) for i in range(6)]
+        threads += [threading.Thread(target=send_grpc, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: sample_value(metrics_text(port), "imagebind_queue_depth", kind="text") == 10, timeout=30)
+
+        process.terminate()
+        # the batch window still has seconds to run, so the server is draining, not gone
+        wait_until(lambda: _ready_status(port) == 503, timeout=10)
+        late = http_vectorize(port, vectorize_body(["too late"]))
+        assert late.status == 503 and "draining" in late.json()["error"]
+        with pytest.raises(grpc.RpcError) as late_rpc:
+            stub.Vectorize(pb.VectorizeRequest(items=[item(InputKind.TEXT, "late")]), timeout=10)
+        assert late_rpc.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert sample_value(metrics_text(port), "imagebind_ready") == 0
+
+        for thread in threads:
+            thread.join(60)
+        assert process.proc.wait(60) == 0, process.log()
+        channel.close()
+        assert len(http_results) == 6 and all(isinstance(r, HttpResponse) and r.status == 200 for r in http_results), \
+            http_results
+        assert len(grpc_results) == 4 and all(isinstance(r, pb.VectorizeResponse) for r in grpc_results), grpc_results
+        assert '"drained": true' in process.log()
+    finally:
+        process.kill()
+
+
+def _ready_status(port: int) -> int:
+    return go_request(port, "GET", "/.well-known/ready", timeout=5).status
+
+
