@@ -40,11 +40,16 @@ RunBatch = Callable[[InputKind, list[WorkItem]], Awaitable[torch.Tensor]]
 
 
 class Batcher:
-    def __init__(self, kind: InputKind, run_batch: RunBatch, *, max_rows: int, max_wait_s: float) -> None:
+    def __init__(self, kind: InputKind, run_batch: RunBatch, *, max_rows: int, max_wait_s: float,
+                 admitted_rows: Callable[[], int] | None = None) -> None:
         self.kind = kind
         self._run_batch = run_batch
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
+        # Rows admitted for this kind and not yet finished (being preprocessed, queued or in the
+        # batch being collected). When the batch already holds all of them, nothing else is on its
+        # way and waiting would only add latency: a lone request runs at once.
+        self._admitted_rows = admitted_rows
         self._queue: asyncio.Queue[WorkItem] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -72,7 +77,7 @@ class Batcher:
         while rows < self.max_rows:
             if self._queue.empty():
                 remaining = give_up - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (self._admitted_rows is not None and self._admitted_rows() <= rows):
                     break
                 try:
                     item = await asyncio.wait_for(self._queue.get(), remaining)

@@ -81,7 +81,8 @@ class Engine:
         (readiness stays false until the model is loaded)."""
         for kind in self.settings.enabled_kinds:
             batcher = Batcher(kind, self._run_batch, max_rows=self.settings.max_batch_size,
-                              max_wait_s=self.settings.max_wait_ms / 1000)
+                              max_wait_s=self.settings.max_wait_ms / 1000,
+                              admitted_rows=lambda kind=kind: self._pending[kind])
             batcher.start()
             self._batchers[kind] = batcher
         if self.embedder is None:

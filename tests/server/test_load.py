@@ -200,3 +200,56 @@ def test_request_larger_than_the_queue_is_invalid_not_overloaded(loop_thread: Lo
         channel.close()
         running.stop()
 
+
+
+def test_request_bytes_in_flight_are_bounded_before_bodies_are_read(loop_thread: LoopThread,
+                                                                    server_settings: Settings,
+                                                                    shared_embedder: Embedder) -> None:
+    """Bodies are held (read, decoded, preprocessed) before the engine's queue counts their items, so
+    the HTTP layer bounds the bytes it holds: past `max_inflight_bytes` a request gets 429 from its
+    Content-Length alone, and is let in again once the held bodies are done."""
+    import socket
+
+    server = start_server(loop_thread, server_settings.replace(max_inflight_bytes=1000), shared_embedder)
+    try:
+        head = b'{"texts":["'
+        tail = b'"]}'
+        held_body = head + b"a" * (900 - len(head) - len(tail)) + tail
+        slow = socket.create_connection(("127.0.0.1", server.http_port), timeout=30)
+        try:
+            slow.sendall(b"POST /vectorize HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Go-http-client/1.1\r\n"
+                         b"Content-Length: %d\r\nAccept-Encoding: gzip\r\n\r\n" % len(held_body) + held_body[:20])
+            rejected = None
+
+            def second_is_refused() -> bool:
+                nonlocal rejected
+                rejected = http_vectorize(server.http_port, vectorize_body(texts=["x" * 150]))
+                return rejected.status == 429
+
+            wait_until(second_is_refused, timeout=10)
+            assert rejected is not None and "in flight" in rejected.json()["error"]
+            assert rejected.headers.get("retry-after")
+            slow.sendall(held_body[20:])
+            answer = slow.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        finally:
+            slow.close()
+        wait_until(lambda: http_vectorize(server.http_port, vectorize_body(texts=["x" * 150])).status == 200)
+    finally:
+        server.stop()
+
+
+def test_a_batch_waits_only_for_items_already_admitted(loop_thread: LoopThread, server_settings: Settings,
+                                                       shared_embedder: Embedder) -> None:
+    """`max_wait_ms` is how long a batch may wait for items on their way; once the batch holds every
+    admitted item, nothing else is coming and it runs at once. With a ten-minute window, lone and
+    concurrent requests still complete (the client gives up after 60 s)."""
+    server = start_server(loop_thread, server_settings.replace(max_wait_ms=600_000), shared_embedder)
+    try:
+        assert http_vectorize(server.http_port, vectorize_body(texts=["alone"])).status == 200
+        answers = run_together([lambda i=i: http_vectorize(server.http_port, vectorize_body(texts=[f"t{i}"]))
+                                for i in range(6)])
+        assert [a.status for a in answers] == [200] * 6  # type: ignore[union-attr]
+        assert server.sample("imagebind_batch_items_count", {"kind": "text"}) >= 2
+    finally:
+        server.stop()
