@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from imagebind_vectorizer import __version__
 from imagebind_vectorizer.errors import ConfigError, InputError
 from imagebind_vectorizer.modality import InputKind
-from imagebind_vectorizer.model.checkpoint import load_model, resolve_checkpoint
+from imagebind_vectorizer.model.checkpoint import load_model, prefetch_pages, resolve_checkpoint
 from imagebind_vectorizer.model.config import load_config
 from imagebind_vectorizer.model.download import read_sidecar, sha256_file, write_sidecar
 from imagebind_vectorizer.model.imagebind import ImageBind, average_clips, random_model
@@ -80,6 +80,9 @@ class Embedder:
             path = resolve_checkpoint(self.settings.checkpoint_source(), progress=progress)
             self.model = load_model(path, self.config, self.settings.encoders,
                                     dtype=self.settings.torch_dtype, device=self.device)
+            # float32 on CPU maps the file: page it in behind the scenes while the server is ready.
+            threading.Thread(target=prefetch_pages, args=(self.model,), name="prefetch-weights",
+                             daemon=True).start()
             record = read_sidecar(path)
             self.checkpoint = CheckpointInfo(path=str(path), size=path.stat().st_size,
                                              sha256=record.sha256 if record else None)

@@ -99,8 +99,11 @@ class Settings:
     port: int = _opt(8080, "IMAGEBIND_PORT", "HTTP port (Weaviate's multi2vec-bind contract, /metrics)",
                      "server")
     grpc_port: int = _opt(50061, "IMAGEBIND_GRPC_PORT", "gRPC port (0 disables gRPC)", "server")
-    max_request_bytes: int = _opt(512 * 1024 * 1024, "IMAGEBIND_MAX_REQUEST_BYTES",
+    max_request_bytes: int = _opt(256 * 1024 * 1024, "IMAGEBIND_MAX_REQUEST_BYTES",
                                   "largest HTTP body or gRPC message", "server")
+    max_inflight_bytes: int = _opt(1024 * 1024 * 1024, "IMAGEBIND_MAX_INFLIGHT_BYTES",
+                                   "HTTP request bodies held at once; beyond, 429 before a body is read",
+                                   "server")
     max_batch_size: int = _opt(32, "IMAGEBIND_MAX_BATCH_SIZE",
                                "most forward passes in one batch (a video is 15)", "engine")
     max_wait_ms: float = _opt(5.0, "IMAGEBIND_MAX_WAIT_MS",

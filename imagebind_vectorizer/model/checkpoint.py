@@ -182,16 +182,17 @@ def build_model_from_state_dict(state: dict[str, Tensor], config: ImageBindConfi
     return model.eval().requires_grad_(False)
 
 
+_MADV_WILLNEED = 3
 _MADV_DONTNEED = 4
+_MADV_POPULATE_READ = 22  # Linux >= 5.14: fault the pages in now; older kernels return EINVAL
 _libc = None
 
 
-def release_pages(tensor: Tensor) -> None:
-    """Drop a memory-mapped tensor's pages from this process (Linux madvise). The mapping is
-    private and unmodified, so this only frees memory; a later read would reload from the file."""
+def _madvise(tensor: Tensor, advice: int) -> bool:
+    """Linux madvise over a CPU tensor's memory (page-aligned); best effort, never raises."""
     global _libc
     if not sys.platform.startswith("linux") or tensor.device.type != "cpu" or tensor.numel() == 0:
-        return
+        return False
     try:
         if _libc is None:
             _libc = ctypes.CDLL(None, use_errno=True)
@@ -199,9 +200,23 @@ def release_pages(tensor: Tensor) -> None:
         start = tensor.data_ptr()
         end = start + tensor.numel() * tensor.element_size()
         aligned = start - start % page
-        _libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(end - aligned), _MADV_DONTNEED)
-    except (OSError, AttributeError):  # best effort: only memory use depends on it
-        pass
+        return _libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(end - aligned), advice) == 0
+    except (OSError, AttributeError):  # only memory use or warm-up time depends on it
+        return False
+
+
+def release_pages(tensor: Tensor) -> None:
+    """Drop a memory-mapped tensor's pages from this process. The mapping is private and
+    unmodified, so this only frees memory; a later read would reload from the file."""
+    _madvise(tensor, _MADV_DONTNEED)
+
+
+def prefetch_pages(model: torch.nn.Module) -> None:
+    """Fault a memory-mapped model's weights in, so the first request after start-up does not pay
+    for gigabytes of page faults. Blocking (madvise releases the GIL): run it in a thread."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if not _madvise(tensor, _MADV_POPULATE_READ):
+            _madvise(tensor, _MADV_WILLNEED)
 
 
 def load_model(path: Path, config: ImageBindConfig, encoders: tuple[str, ...] = ENCODERS, *,

@@ -110,6 +110,7 @@ def parse_vectorize_body(body: bytes) -> dict[InputKind, list[bytes | str]]:
 def create_app(engine: Engine) -> web.Application:
     app = web.Application(client_max_size=engine.settings.max_request_bytes, middlewares=[_observe])
     app[ENGINE_KEY] = engine
+    app[INFLIGHT_KEY] = InflightBytes(engine.settings.max_inflight_bytes)
     app.router.add_post("/vectorize", vectorize)
     app.router.add_get("/meta", meta)
     app.router.add_get("/.well-known/live", live)
@@ -135,8 +136,37 @@ async def _observe(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
+class InflightBytes:
+    """Bytes of request bodies being held; bounds memory before the engine's queue can (a body is
+    read, decoded and preprocessed before its items are admitted)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held = limit, 0
+
+    def try_take(self, size: int) -> bool:
+        if self.held and self.held + size > self.limit:  # one request alone is always let in
+            return False
+        self.held += size
+        return True
+
+
+INFLIGHT_KEY = web.AppKey("inflight", InflightBytes)
+
+
 async def vectorize(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
+    inflight = request.app[INFLIGHT_KEY]
+    size = request.content_length if request.content_length is not None else engine.settings.max_request_bytes
+    if not inflight.try_take(size):
+        engine.metrics.errors.labels("request", "overloaded").inc()
+        return error_response(429, "too many request bytes in flight; retry later", headers={"Retry-After": "1"})
+    try:
+        return await _vectorize(request, engine)
+    finally:
+        inflight.held -= size
+
+
+async def _vectorize(request: web.Request, engine: Engine) -> web.Response:
     # Read the raw body whatever the Content-Type: Weaviate sends none. Outside the try below: a body
     # over the limit raises HTTPRequestEntityTooLarge, which `_observe` answers as a JSON 413.
     body = await request.read()

@@ -289,7 +289,7 @@ def test_every_setting_reaches_the_server(values_case):
         assert settings.device == "cpu"
     if name == "cpu-autoscale":
         assert settings.torch_threads == 4 and settings.modalities == "text,vision"
-    assert env["IMAGEBIND_MAX_REQUEST_BYTES"] == "536870912"  # not 5.36870912e+08
+    assert env["IMAGEBIND_MAX_REQUEST_BYTES"] == "268435456"  # not 2.68435456e+08
 
 
 def test_container_args_are_a_valid_command_line(values_case):
