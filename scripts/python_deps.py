@@ -5,7 +5,8 @@ import sys
 import tomllib
 
 extras = sys.argv[1:]
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+with open("pyproject.toml", "rb") as f:
+    project = tomllib.load(f)["project"]
 for requirement in project["dependencies"]:
     print(requirement)
 for extra in extras:
