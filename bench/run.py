@@ -220,16 +220,22 @@ def run_load(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
 
 
 def ratios(levels: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Batched divided by baseline, for each (dtype, kind, transport, concurrency) measured in both."""
+    """Batched divided by baseline, for each (dtype, kind, transport, concurrency) measured in both:
+    against the baseline of the same dtype, and against the float32 baseline (what the reference
+    container runs), so a bfloat16 row also says what switching dtype buys over the reference."""
     index = {(r["dtype"], r["config"], r["kind"], r["transport"], r["concurrency"]): r for r in levels}
     out = []
     for (dtype, config, kind, transport, concurrency), batched in index.items():
-        baseline = index.get((dtype, "baseline", kind, transport, concurrency))
-        if config != "batched" or baseline is None or not baseline["items_per_s"]:
+        if config != "batched":
             continue
-        out.append({"dtype": dtype, "kind": kind, "transport": transport, "concurrency": concurrency,
-                    "throughput_ratio": batched["items_per_s"] / baseline["items_per_s"],
-                    "p50_latency_ratio": batched["p50_ms"] / baseline["p50_ms"]})
+        for baseline_dtype in dict.fromkeys((dtype, "float32")):
+            baseline = index.get((baseline_dtype, "baseline", kind, transport, concurrency))
+            if baseline is None or not baseline["items_per_s"]:
+                continue
+            out.append({"dtype": dtype, "baseline_dtype": baseline_dtype, "kind": kind, "transport": transport,
+                        "concurrency": concurrency,
+                        "throughput_ratio": batched["items_per_s"] / baseline["items_per_s"],
+                        "p50_latency_ratio": batched["p50_ms"] / baseline["p50_ms"]})
     return out
 
 
@@ -242,9 +248,9 @@ def print_summary(record: dict[str, Any]) -> None:
     print("\n" + table(LEVEL_HEADERS, [level_row(r) for r in record["levels"]]))
     if record["ratios"]:
         print("\nbatched / baseline (throughput: higher is better; p50 latency: lower is better)")
-        print(table(("dtype", "kind", "transport", "conc", "throughput x", "p50 latency x"),
-                    [[r["dtype"], r["kind"], r["transport"], r["concurrency"], r["throughput_ratio"],
-                      r["p50_latency_ratio"]] for r in record["ratios"]]))
+        print(table(("dtype", "vs baseline", "kind", "transport", "conc", "throughput x", "p50 latency x"),
+                    [[r["dtype"], r["baseline_dtype"], r["kind"], r["transport"], r["concurrency"],
+                      r["throughput_ratio"], r["p50_latency_ratio"]] for r in record["ratios"]]))
     print("\nservers")
     print(table(("dtype", "config", "ready s", "peak RSS MiB"),
                 [[s["dtype"], s["config"], s["ready_s"], s["peak_rss_mib"]] for s in record["servers"]]))
