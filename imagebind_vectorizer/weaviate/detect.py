@@ -79,7 +79,7 @@ def _iso_media(data: bytes) -> Detected:
     """ISO base media (MP4, MOV, M4A, 3GP): a video handler ('vide' in an hdlr box) makes it a
     video; otherwise it is audio. The moov box may sit at the end, so the whole file is searched."""
     brand = data[8:12]
-    handlers = {data[i + 16:i + 20] for i in _find_all(data, b"hdlr")}
+    handlers = {data[i + 12:i + 16] for i in _find_all(data, b"hdlr")}  # after version/flags, pre_defined
     if b"vide" in handlers:
         return Detected(InputKind.VIDEO, "mov" if brand == b"qt  " else "mp4")
     if b"soun" in handlers or brand in _AUDIO_BRANDS:

@@ -53,7 +53,10 @@ class QueryInput:
         kind = InputKind.parse(kind) if isinstance(kind, str) else kind
         if isinstance(value, Path):
             value = str(value)
-        label = value if isinstance(value, str) else f"<{len(value)} bytes>"
+        if isinstance(value, bytes):
+            label = f"<{len(value)} bytes>"
+        else:
+            label = value if kind is InputKind.TEXT else Path(value).name
         return cls(kind, value, label)
 
     def data(self) -> bytes | str:
