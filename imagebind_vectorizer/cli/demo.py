@@ -69,7 +69,7 @@ def resolve_weights(args: argparse.Namespace) -> tuple[list[str], str] | None:
     cached = source.cached_path()
     if cached.is_file():
         return [*flags, "--checkpoint", str(cached)], f"official weights {cached}"
-    how = ("  * download them:        imagebind-vectorizer download   (about 4.5 GiB, CC-BY-NC 4.0)\n"
+    how = ("  * download them:        imagebind-vectorizer download   (about 4.8 GB, CC-BY-NC 4.0)\n"
            "  * point to a file:      imagebind-vectorizer demo --checkpoint /path/to/imagebind_huge.pth\n"
            "  * or put it in the cache: " + str(cached) + "  (IMAGEBIND_CACHE sets the folder)\n"
            "  * or try the plumbing:  imagebind-vectorizer demo --random-weights   (rankings are meaningless)")
@@ -77,7 +77,7 @@ def resolve_weights(args: argparse.Namespace) -> tuple[list[str], str] | None:
         say(f"No ImageBind weights are available: {cached} does not exist and --no-download was given.\n"
             f"The demo needs real weights to give meaningful results. To provide them:\n{how}")
         return None
-    say(f"The official ImageBind weights are not in the cache; downloading them to {cached} (about 4.5 GiB).")
+    say(f"The official ImageBind weights are not in the cache; downloading them to {cached} (about 4.8 GB).")
     try:
         path = resolve_checkpoint(source, progress=True)
     except CheckpointError as exc:

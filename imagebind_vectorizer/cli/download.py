@@ -13,7 +13,7 @@ from imagebind_vectorizer.model.download import OFFICIAL_CHECKPOINT_URL
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "download", help="download the official ImageBind checkpoint into the cache",
-        description="Download the official imagebind_huge.pth (about 4.5 GiB; CC-BY-NC 4.0) into the cache "
+        description="Download the official imagebind_huge.pth (about 4.8 GB; CC-BY-NC 4.0) into the cache "
                     "(IMAGEBIND_CACHE, default ~/.cache/imagebind-vectorizer), resuming an interrupted download. "
                     "Prints the file's path and sha256. A cached file is not downloaded again.")
     parser.add_argument("--url", default=OFFICIAL_CHECKPOINT_URL, help=f"[default {OFFICIAL_CHECKPOINT_URL}]")

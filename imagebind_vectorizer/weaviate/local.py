@@ -92,7 +92,8 @@ def build_weaviate(dest: Path, *, version: str = WEAVIATE_VERSION, log: IO[str] 
         with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".gobin-") as gobin:
             print(f"building weaviate-server {version} with `go install` (first run only; this downloads "
                   f"the Go module graph and takes several minutes) into {dest.parent}", file=out, flush=True)
-            env = {**os.environ, "CGO_ENABLED": "0", "GOBIN": gobin, "GOFLAGS": "-trimpath"}
+            goflags = " ".join(filter(None, [os.environ.get("GOFLAGS", ""), "-trimpath"]))
+            env = {**os.environ, "CGO_ENABLED": "0", "GOBIN": gobin, "GOFLAGS": goflags}
             result = subprocess.run([go, "install", "-tags", "netgo", f"{WEAVIATE_MODULE}@{version}"],
                                     env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
             built = Path(gobin) / "weaviate-server"

@@ -112,6 +112,13 @@ def weaviate_server(request: pytest.FixtureRequest, vectorizer: LocalVectorizer,
     except LocalServerError as exc:
         pytest.fail(f"Weaviate did not start: {exc}\n--- our server's log:\n{vectorizer.log_tail()}", pytrace=False)
     yield WeaviateEndpoint(local.url, local.grpc_port, local)
+    local.stop()
+    if request.session.testsfailed:  # leave the servers' own account next to the failures
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            for name, process in (("Weaviate", local), ("our server", vectorizer)):
+                reporter.write_sep("-", f"{name} log ({process.log_path}), last lines")
+                reporter.write_line(process.log_tail(40))
     local.cleanup()
 
 
