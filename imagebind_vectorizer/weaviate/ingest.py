@@ -137,19 +137,33 @@ def read_manifest(manifest: Path, root: Path) -> dict[str, dict[str, str]]:
                                         f"{', '.join(MANIFEST_PATH_COLUMNS)} (paths relative to {root})")
             rows: dict[str, dict[str, str]] = {}
             for row in reader:
-                clean = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+                clean = {(k or "").strip(): (v or "").strip() for k, v in row.items()
+                         if k is not None and isinstance(v, str)}
                 raw = clean.pop(path_column, "")
                 if not raw:
                     continue
-                target = Path(raw)
-                rel = (target.resolve().relative_to(root.resolve()) if target.is_absolute()
-                       else Path(os.path.normpath(raw))).as_posix()
-                rows[rel] = {k: v for k, v in clean.items() if k and v != ""}
+                rows[_manifest_path(raw, root, manifest, reader.line_num)] = {k: v for k, v in clean.items()
+                                                                             if k and v != ""}
             return rows
     except OSError as exc:
         raise WeaviateSideError(f"cannot read manifest {manifest}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise WeaviateSideError(f"manifest {manifest}: a path lies outside {root}: {exc}") from None
+    except UnicodeDecodeError:
+        raise WeaviateSideError(f"manifest {manifest} is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise WeaviateSideError(f"manifest {manifest} is not valid CSV: {exc}") from None
+
+
+def _manifest_path(raw: str, root: Path, manifest: Path, line: int) -> str:
+    target = Path(raw)
+    if target.is_absolute():
+        try:
+            return target.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            raise WeaviateSideError(f"manifest {manifest}, line {line}: {raw} lies outside {root}") from None
+    rel = Path(os.path.normpath(raw))
+    if rel.parts and rel.parts[0] == "..":
+        raise WeaviateSideError(f"manifest {manifest}, line {line}: {raw} lies outside {root}")
+    return rel.as_posix()
 
 
 def walk(root: Path) -> Iterator[Path]:
@@ -395,8 +409,9 @@ def _insert(collection: Collection, batch: list[BuiltObject]) -> dict[int, str]:
     try:
         result = collection.data.insert_many(objects)
     except weaviate.exceptions.WeaviateInsertManyAllFailedError as exc:
-        if len(batch) == 1:
-            return {0: _all_failed_reason(str(exc))}
+        messages = _all_failed_reasons(str(exc))
+        if len(batch) == 1 or len(messages) == 1:
+            return dict.fromkeys(range(len(batch)), messages[0])
         # The client keeps only the set of messages when every object failed; one at a time maps them.
         errors: dict[int, str] = {}
         for index, built in enumerate(batch):
@@ -406,9 +421,13 @@ def _insert(collection: Collection, batch: list[BuiltObject]) -> dict[int, str]:
     return {index: error.message for index, error in result.errors.items()}
 
 
-def _all_failed_reason(text: str) -> str:
+def _all_failed_reasons(text: str) -> list[str]:
+    """The distinct messages in the client's WeaviateInsertManyAllFailedError, one per line."""
     marker = "Here is the set of all errors:"
-    return first_line(text.split(marker, 1)[1] if marker in text else text)
+    if marker not in text:
+        return [first_line(text)]
+    return [first_line(line) for line in text.split(marker, 1)[1].strip().splitlines() if line.strip()] or \
+        [first_line(text)]
 
 
 def explain(reason: str) -> str:

@@ -123,3 +123,14 @@ def test_reserved_keys_and_bad_sidecars_are_reported(tmp_path: Path):
     assert "'image' is filled from the files themselves" in reasons["a.png"]
     assert "not readable JSON" in reasons["b.png"]
     assert "unknown input kind 'smell'" in reasons["c.png"]
+
+
+@pytest.mark.parametrize(("manifest", "message"), [
+    ("path_missing,title\na.png,x\n", "needs a column named one of file, path, filename"),
+    ("file,title\n../outside.png,x\n", "lies outside"),
+    (b"file,title\n\xff\xfe.png,x\n", "is not UTF-8 text"),
+])
+def test_a_bad_manifest_is_explained(tmp_path: Path, manifest: str | bytes, message: str):
+    folder = write_files(tmp_path, {"a.png": media.image_bytes("PNG", 32, 24), "list.csv": manifest})
+    with pytest.raises(WeaviateSideError, match=message):
+        plan_folder(folder, folder / "list.csv")

@@ -4,6 +4,7 @@ resuming after a kill, bad files, and our server going down in the middle."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -89,6 +90,19 @@ def test_ingest_detects_kinds_applies_metadata_and_never_duplicates(client, cli,
     assert objects["pair/listen.wav; pair/look.png"].properties["year"] == 2019
     assert objects["notes.txt"].properties["text"] == "waves roll onto the beach at sunset"
     assert str(objects["photo.png"].uuid) == content_uuid((mixed_folder / "photo.png").read_bytes())
+
+    # the bookkeeping properties filter: text[] modalities, field-tokenized format
+    code, out, err = cli("search", "--collection", collection_name, "--text", "anything", "--where",
+                         "modalities=depth", "--json")
+    assert code == 0, err
+    assert [r["properties"]["source"] for r in json.loads(out)["results"]] == ["depth/room.png"]
+    code, out, err = cli("search", "--collection", collection_name, "--imu", str(mixed_folder / "motion.csv"),
+                         "--where", "format=npy", "--where", "year<2030", "--json")
+    assert code == 0, err
+    assert [r["properties"]["source"] for r in json.loads(out)["results"]] == []  # motion2.npy has no year
+    code, out, err = cli("search", "--collection", collection_name, "--imu", str(mixed_folder / "motion.csv"),
+                         "--where", "format=npy", "--json")
+    assert [r["properties"]["source"] for r in json.loads(out)["results"]] == ["motion2.npy"]
 
     code, out, err = cli("ingest", str(mixed_folder), "--collection", collection_name,
                          "--manifest", str(mixed_folder / "manifest.csv"))
