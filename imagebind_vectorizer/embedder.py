@@ -175,6 +175,9 @@ class Embedder:
             "dtype": s.dtype,
             "preprocessing": s.preprocessing,
             "outputScaling": s.output_scaling,
+            # The official per-encoder output scales (text: the learned logit scale); zero-shot
+            # classification multiplies cosine similarities by the text scale, as the paper does.
+            "logitScales": {name: round(float(enc.scale_value()), 6) for name, enc in self.model.encoders.items()},
         }
 
 

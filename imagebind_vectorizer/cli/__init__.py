@@ -14,6 +14,12 @@ from imagebind_vectorizer.errors import ImageBindError
 SUBCOMMAND_MODULES = (
     "imagebind_vectorizer.cli.embed",
     "imagebind_vectorizer.cli.serve",
+    "imagebind_vectorizer.cli.collection",
+    "imagebind_vectorizer.cli.ingest",
+    "imagebind_vectorizer.cli.search",
+    "imagebind_vectorizer.cli.classify",
+    "imagebind_vectorizer.cli.demo",
+    "imagebind_vectorizer.cli.download",
 )
 
 

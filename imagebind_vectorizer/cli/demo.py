@@ -1,0 +1,213 @@
+"""`imagebind-vectorizer demo`: the whole pipeline on the bundled sample media.
+
+Starts our server (official weights from the cache, downloaded if needed; or --checkpoint; or
+--random-weights) and a local Weaviate that vectorizes through it (or uses --weaviate-url), creates
+a collection, ingests imagebind_vectorizer/sample_media/, runs one query per input kind, a filtered
+hybrid query, a composed image+audio query and a zero-shot classification, prints the results and
+shuts everything down."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from imagebind_vectorizer.modality import InputKind
+
+SAMPLE_MEDIA = Path(__file__).resolve().parents[1] / "sample_media"
+RANDOM_BANNER = ("RANDOM WEIGHTS: the whole pipeline runs, but the model is untrained, so every ranking and "
+                 "probability below is meaningless")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="run our server + a local Weaviate on the sample media and query every modality",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    weights = parser.add_argument_group("weights (default: the official checkpoint from the cache, downloaded "
+                                        "with a progress bar if missing)")
+    weights.add_argument("--checkpoint", type=Path, help="a local checkpoint in the official format")
+    weights.add_argument("--model-config", help="architecture preset or JSON (default huge)")
+    weights.add_argument("--no-download", action="store_true",
+                         help="never download; fail with instructions if no weights are available")
+    weights.add_argument("--random-weights", action="store_true",
+                         help="random weights: exercises everything, rankings are meaningless")
+    weights.add_argument("--device", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--weaviate-url", help="use this Weaviate instead of starting one; it must vectorize with "
+                                               "a multi2vec-bind server that loads the same weights")
+    parser.add_argument("--weaviate-grpc-port", type=int, default=50051)
+    parser.add_argument("--collection", default="ImageBindDemo", help="collection to (re)create [ImageBindDemo]")
+    parser.add_argument("--media", type=Path, default=SAMPLE_MEDIA, help="folder to ingest [the bundled samples]")
+    parser.add_argument("--limit", type=int, default=3, help="results per query [3]")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the collection (with --weaviate-url; a local Weaviate is always removed)")
+    parser.set_defaults(handler=run)
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def resolve_weights(args: argparse.Namespace) -> tuple[list[str], str] | None:
+    """(serve flags, description), or None after telling the user why there are no weights."""
+    from imagebind_vectorizer.errors import CheckpointError
+    from imagebind_vectorizer.model.checkpoint import CheckpointSource, resolve_checkpoint
+
+    flags = ["--model-config", args.model_config] if args.model_config else []
+    if args.device:
+        flags += ["--device", args.device]
+    if args.random_weights:
+        return [*flags, "--random-weights"], "random weights"
+    if args.checkpoint:
+        if not args.checkpoint.is_file():
+            say(f"error: checkpoint {args.checkpoint} does not exist")
+            return None
+        return [*flags, "--checkpoint", str(args.checkpoint)], f"checkpoint {args.checkpoint}"
+    source = CheckpointSource()
+    cached = source.cached_path()
+    if cached.is_file():
+        return [*flags, "--checkpoint", str(cached)], f"official weights {cached}"
+    how = ("  * download them:        imagebind-vectorizer download   (about 4.8 GB, CC-BY-NC 4.0)\n"
+           "  * point to a file:      imagebind-vectorizer demo --checkpoint /path/to/imagebind_huge.pth\n"
+           "  * or put it in the cache: " + str(cached) + "  (IMAGEBIND_CACHE sets the folder)\n"
+           "  * or try the plumbing:  imagebind-vectorizer demo --random-weights   (rankings are meaningless)")
+    if args.no_download:
+        say(f"No ImageBind weights are available: {cached} does not exist and --no-download was given.\n"
+            f"The demo needs real weights to give meaningful results. To provide them:\n{how}")
+        return None
+    say(f"The official ImageBind weights are not in the cache; downloading them to {cached} (about 4.8 GB).")
+    try:
+        path = resolve_checkpoint(source, progress=True)
+    except CheckpointError as exc:
+        say(f"\nNo ImageBind weights are available: the download failed ({exc}).\nTo provide them:\n{how}")
+        return None
+    return [*flags, "--checkpoint", str(path)], f"official weights {path}"
+
+
+@contextlib.contextmanager
+def step(text: str) -> Iterator[None]:
+    print(f"-- {text} ...", end="", flush=True)
+    started = time.monotonic()
+    try:
+        yield
+    except BaseException:
+        print(" failed", flush=True)
+        raise
+    print(f" done ({time.monotonic() - started:.1f} s)", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from imagebind_vectorizer.cli.collection import quiet_client
+
+    quiet_client()
+    if args.checkpoint and args.random_weights:
+        say("error: give either --checkpoint or --random-weights")
+        return 2
+    if not args.media.is_dir():
+        say(f"error: no media folder at {args.media}")
+        return 2
+    resolved = resolve_weights(args)
+    if resolved is None:
+        return 2
+    serve_flags, description = resolved
+    with tempfile.TemporaryDirectory(prefix="ibv-demo-") as tmp:
+        return _run(args, serve_flags, description, Path(tmp))
+
+
+def _run(args: argparse.Namespace, serve_flags: list[str], description: str, tmp: Path) -> int:
+    from imagebind_vectorizer.weaviate.client import connect
+    from imagebind_vectorizer.weaviate.collections import create_collection, delete_collection, make_spec
+    from imagebind_vectorizer.weaviate.ingest import format_report, ingest_folder
+    from imagebind_vectorizer.weaviate.local import LocalServerError, LocalVectorizer, LocalWeaviate
+    from imagebind_vectorizer.weaviate.vectorizer import VectorizerClient
+
+    random = "--random-weights" in serve_flags
+    if random:
+        say(f"*** {RANDOM_BANNER} ***")
+    say(f"ImageBind demo · weights: {description}")
+    server = LocalVectorizer([*serve_flags, "--log-format", "text", "--log-level", "warning"],
+                             log_path=tmp / "vectorizer.log")
+    weaviate_proc: LocalWeaviate | None = None
+    client = None
+    try:
+        with step(f"starting the vectorizer on {server.url} (loading the model)"):
+            server.start()
+        if args.weaviate_url:
+            weaviate_url, grpc_port = args.weaviate_url, args.weaviate_grpc_port
+            say(f"-- using Weaviate at {weaviate_url}; it vectorizes with its own BIND_INFERENCE_API server, "
+                "which must load the same weights as the one started here")
+        else:
+            weaviate_proc = LocalWeaviate(server.url, data_dir=tmp / "weaviate-data", log_path=tmp / "weaviate.log")
+            with step(f"starting Weaviate on {weaviate_proc.url} (BIND_INFERENCE_API={server.url})"):
+                weaviate_proc.start()
+            weaviate_url, grpc_port = weaviate_proc.url, weaviate_proc.grpc_port
+        client = connect(weaviate_url, grpc_port=grpc_port)
+        spec = make_spec(args.collection, properties=["category:text"],
+                         description="imagebind-vectorizer demo: sample media of every kind")
+        with step(f"creating collection {args.collection}"):
+            collection = create_collection(client, spec, replace=True)
+        with step(f"ingesting {args.media}"):
+            manifest = args.media / "manifest.csv"
+            report = ingest_folder(collection, args.media, manifest=manifest if manifest.is_file() else None,
+                                   batch_size=8, progress=False)
+        say(format_report(report, collection.name))
+        if not report.ok:
+            return 1
+        queries_ok = _queries(collection, VectorizerClient(server.url), args.media, args.limit, random)
+        if args.weaviate_url and not args.keep:
+            delete_collection(client, args.collection)
+        return 0 if queries_ok else 1
+    except LocalServerError as exc:
+        say(f"\nerror: {exc}")
+        return 1
+    finally:
+        if client is not None:
+            client.close()
+        with step("shutting down"):
+            if weaviate_proc is not None:
+                weaviate_proc.stop()
+            server.stop()
+
+
+def _queries(collection: object, server: object, media: Path, limit: int, random: bool) -> bool:
+    from imagebind_vectorizer.errors import ImageBindError
+    from imagebind_vectorizer.weaviate.classify import classify, format_scores
+    from imagebind_vectorizer.weaviate.search import QueryInput, format_table, search
+
+    note = "   [random weights: rankings are meaningless]" if random else ""
+    plans: list[tuple[str, list[QueryInput], dict[str, object]]] = [
+        ("text", [QueryInput.of(InputKind.TEXT, "a sunset over the sea")], {}),
+        ("image", [QueryInput.of(InputKind.IMAGE, media / "red_square.png")], {}),
+        ("audio", [QueryInput.of(InputKind.AUDIO, media / "beep_440hz.wav")], {}),
+        ("video", [QueryInput.of(InputKind.VIDEO, media / "bouncing_ball.mp4")], {}),
+        ("depth", [QueryInput.of(InputKind.DEPTH, media / "room_depth.png")], {}),
+        ("thermal", [QueryInput.of(InputKind.THERMAL, media / "warm_hand_thermal.jpg")], {}),
+        ("IMU", [QueryInput.of(InputKind.IMU, media / "walking.csv")], {}),
+        ("filtered hybrid (category=sound, alpha 0.5)", [QueryInput.of(InputKind.TEXT, "a beep")],
+         {"hybrid_alpha": 0.5, "where": ["category=sound"]}),
+        ("composed: sunset image + waves audio", [QueryInput.of(InputKind.IMAGE, media / "sunset.jpg"),
+                                                  QueryInput.of(InputKind.AUDIO, media / "waves.flac")],
+         {"weights": [0.5, 0.5], "server": server}),
+    ]
+    ok = True
+    for title, inputs, options in plans:
+        say(f"\n== {title}{note}")
+        try:
+            result = search(collection, inputs, limit=limit, **options)  # type: ignore[arg-type]
+        except ImageBindError as exc:
+            say(f"   error: {exc}")
+            ok = False
+            continue
+        say(format_table(result))
+    say(f"\n== zero-shot classification of beep_440hz.wav{note}")
+    try:
+        scores = classify(server, QueryInput.of(InputKind.AUDIO, media / "beep_440hz.wav"),  # type: ignore[arg-type]
+                          ["a beep", "a dog barking", "rain", "a car engine", "speech"])
+        say(format_scores(scores))
+    except ImageBindError as exc:
+        say(f"   error: {exc}")
+        ok = False
+    return ok
+
