@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from imagebind_vectorizer.embedder import Embedder
+from imagebind_vectorizer.engine.engine import Engine
 from imagebind_vectorizer.modality import InputKind
 from imagebind_vectorizer.server.grpc_service import SERVICE_NAME, STREAM_MAX_IN_FLIGHT
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
@@ -209,36 +210,57 @@ def test_stream_refused_while_not_ready(loop_thread: LoopThread, server_settings
 
 
 # Deadlines ----------------------------------------------------------------------------------------
+class GatedModelEngine(Engine):
+    """An engine whose model calls wait for `gate`: work queues up behind a blocked model call."""
+
+    gate = threading.Event()
+    entered = threading.Event()
+
+    def _forward(self, kind, rows):  # type: ignore[no-untyped-def]
+        type(self).entered.set()
+        assert type(self).gate.wait(60), "the test never opened the gate"
+        return super()._forward(kind, rows)
+
+
 @pytest.fixture(scope="module")
-def slow_batching(loop_thread: LoopThread, server_settings: Settings, shared_embedder: Embedder):
-    """A batch window of 1.5 s: a lone item waits that long before the model sees it."""
-    running = start_server(loop_thread, server_settings.replace(max_wait_ms=1500.0, cache_size=0), shared_embedder)
+def gated_model(loop_thread: LoopThread, server_settings: Settings, shared_embedder: Embedder):
+    running = InProcessServer(loop_thread, server_settings.replace(cache_size=0),
+                              lambda s: GatedModelEngine(s, embedder=shared_embedder))
+    GatedModelEngine.gate.set()
     yield running
+    GatedModelEngine.gate.set()
     running.stop()
 
 
-def model_calls(server: InProcessServer) -> float:
-    return server.sample("imagebind_batch_rows_count", {"kind": "text"})
+def model_rows(server: InProcessServer) -> float:
+    return server.sample("imagebind_batch_rows_sum", {"kind": "text"})
 
 
 @pytest.mark.parametrize("timeout", [0.3, 0.0])
-def test_deadline_exceeded_item_is_never_computed(slow_batching: InProcessServer, timeout: float) -> None:
-    channel, stub = grpc_stub(slow_batching.grpc_target)
+def test_deadline_exceeded_item_is_never_computed(gated_model: InProcessServer, timeout: float) -> None:
+    """While the model is busy (here: held at a gate) an item waits in the queue; once its deadline has
+    passed it is answered DEADLINE_EXCEEDED and dropped, never computed."""
+    channel, stub = grpc_stub(gated_model.grpc_target)
     try:
-        before = model_calls(slow_batching)
-        items_before = slow_batching.sample("imagebind_items_total", {"kind": "text"})
+        before = model_rows(gated_model)
+        GatedModelEngine.gate.clear()
+        GatedModelEngine.entered.clear()
+        blocker = threading.Thread(target=lambda: stub.Vectorize(
+            pb.VectorizeRequest(items=[item(InputKind.TEXT, "blocker")]), timeout=60))
+        blocker.start()
+        assert GatedModelEngine.entered.wait(30), "the blocker never reached the model"
         with pytest.raises(grpc.RpcError) as caught:
             stub.Vectorize(pb.VectorizeRequest(items=[item(InputKind.TEXT, "too late")]), timeout=timeout)
         assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-        # outlast the batch window: the dropped item must not have reached the model
-        wait_until(lambda: slow_batching.sample("imagebind_queue_depth", {"kind": "text"}) == 0, timeout=10)
-        time.sleep(1.6)
-        assert model_calls(slow_batching) == before
-        assert slow_batching.sample("imagebind_items_total", {"kind": "text"}) == items_before
+        GatedModelEngine.gate.set()
+        blocker.join(30)
+        wait_until(lambda: gated_model.sample("imagebind_queue_depth", {"kind": "text"}) == 0, timeout=10)
+        assert model_rows(gated_model) == before + 1  # the blocker's row only
         # a call with time to spare is computed
         response = stub.Vectorize(pb.VectorizeRequest(items=[item(InputKind.TEXT, "in time")]), timeout=30)
-        assert len(response.embeddings) == 1 and model_calls(slow_batching) == before + 1
+        assert len(response.embeddings) == 1 and model_rows(gated_model) == before + 2
     finally:
+        GatedModelEngine.gate.set()
         channel.close()
 
 
