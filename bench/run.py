@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--matmul-size", type=int, default=None,
                         help="side of the square matmuls timed for the FLOP/s ceiling (default 4096, 8192 on CUDA)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the baseline server")
+    parser.add_argument("--baseline-dtypes", default=None,
+                        help="dtypes to run the baseline in (default: every --dtype; the reference container "
+                             "runs float32, so --baseline-dtypes float32 saves the bf16 baseline's time)")
     parser.add_argument("--startup", action="store_true",
                         help="only measure start-up: time to ready and peak RSS with a checkpoint on disk")
     parser.add_argument("--quick", action="store_true",
@@ -79,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.concurrency_list = [int(c) for c in args.concurrency.split(",") if c.strip()]
     args.dtype_list = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     args.transport_list = [t.strip() for t in args.transports.split(",") if t.strip()]
+    args.baseline_dtype_list = (args.dtype_list if args.baseline_dtypes is None else
+                                [d.strip() for d in args.baseline_dtypes.split(",") if d.strip()])
     if not set(args.transport_list) <= {"http", "grpc"}:
         parser.error("--transports: http and/or grpc")
     return args
@@ -148,15 +153,15 @@ def run_load(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
     record: dict[str, Any] = {"hardware": hardware(args.device), "started": stamp,
                               "settings": {k: v for k, v in vars(args).items()
                                            if k not in ("kind_list", "concurrency_list", "dtype_list",
-                                                        "transport_list", "out")},
+                                                        "transport_list", "baseline_dtype_list", "out")},
                               "baseline_flags": list(BASELINE_FLAGS), "inputs": {k.value: p.describe()
                                                                                  for k, p in payloads.items()},
                               "text_tokens_trimmed": trimmed_tokens, "matmul_gflops": {}, "servers": [], "levels": [],
                               "cosine_to_float32": {}}
     probes: dict[str, dict[str, np.ndarray]] = {}
     offset = 10_000  # text indices below this are the warm-up and probe texts
-    configs = ["batched"] + ([] if args.no_baseline else ["baseline"])
     for dtype in args.dtype_list:
+        configs = ["batched"] + ([] if args.no_baseline or dtype not in args.baseline_dtype_list else ["baseline"])
         gflops = matmul_gflops(getattr(torch, dtype), args.device, args.matmul_size)
         print(f"\n[{dtype}] matmul: {gflops:.0f} GFLOP/s on {args.device}", flush=True)
         level_rows = len(record["levels"])
