@@ -29,6 +29,7 @@ from imagebind_vectorizer.model.config import load_config
 from imagebind_vectorizer.model.download import read_sidecar, sha256_file, write_sidecar
 from imagebind_vectorizer.model.imagebind import ImageBind, average_clips, random_model
 from imagebind_vectorizer.preprocess import preprocess
+from imagebind_vectorizer.preprocess.text import get_tokenizer
 from imagebind_vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Embedder:
                                              sha256=record.sha256 if record else None)
         if "text" in self.model.encoders:
             self.model.encoders["text"].trim = self.settings.text_trim
+            get_tokenizer()  # parse the BPE vocabulary now, not on the first request
         self.load_seconds = time.perf_counter() - started
         self._digest_thread: threading.Thread | None = None
 

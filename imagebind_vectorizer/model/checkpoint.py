@@ -170,6 +170,8 @@ def build_model_from_state_dict(state: dict[str, Tensor], config: ImageBindConfi
     tensors: dict[str, Tensor] = {}
     for official, own in wanted.items():
         source = state[official]
+        if converting:  # fault the source in with one call rather than page by page
+            _madvise(source, _MADV_POPULATE_READ)
         keep_fp32 = own.endswith(_KEEP_FLOAT32) or not source.is_floating_point()
         tensor = source.to(device=target, dtype=torch.float32 if keep_fp32 and source.is_floating_point()
                            else None if keep_fp32 else dtype)

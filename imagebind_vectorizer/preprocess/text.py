@@ -7,7 +7,11 @@ the official code before 2025-11-21) appends EOT *before* truncating to 77, so a
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import threading
+from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -18,11 +22,30 @@ from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
 _BPE_CACHE_LIMIT = 200_000  # open_clip caches every word it has seen; a server must bound that
 
 
+def open_clip_tokenizer_module() -> ModuleType:
+    """open_clip's tokenizer module. Importing the `open_clip` package pulls in torchvision, timm and
+    the model zoo (~230 MB of resident memory in a server that needs none of it); the tokenizer
+    module imports only ftfy, regex, numpy and torch, so load that one file on its own."""
+    if "open_clip.tokenizer" in sys.modules:
+        return sys.modules["open_clip.tokenizer"]
+    try:
+        package = importlib.util.find_spec("open_clip")
+        assert package is not None and package.submodule_search_locations
+        path = Path(next(iter(package.submodule_search_locations))) / "tokenizer.py"
+        spec = importlib.util.spec_from_file_location("imagebind_vectorizer._open_clip_tokenizer", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    except Exception:  # a future open_clip layout: fall back to the ordinary import
+        import open_clip.tokenizer
+
+        return open_clip.tokenizer
+
+
 class Tokenizer:
     def __init__(self) -> None:
-        from open_clip.tokenizer import SimpleTokenizer
-
-        self._bpe = SimpleTokenizer(context_length=TEXT_CONTEXT_LENGTH)
+        self._bpe = open_clip_tokenizer_module().SimpleTokenizer(context_length=TEXT_CONTEXT_LENGTH)
         self._initial_cache = dict(self._bpe.cache)
         self._lock = threading.Lock()
         self.sot = self._bpe.sot_token_id
