@@ -36,8 +36,12 @@ PREPROCESSORS: dict[InputKind, Callable[..., torch.Tensor]] = {
 def preprocess(kind: InputKind, item: bytes | str, options: PreprocessOptions) -> torch.Tensor:
     """One item -> (clips, ...) tensor. Unexpected failures inside decoders become InputError too:
     a bad upload must never surface as a server fault."""
-    if kind is not InputKind.TEXT and not isinstance(item, bytes | bytearray | memoryview):
-        raise InputError(f"{kind.value} input must be bytes", reason="invalid")
+    if kind is not InputKind.TEXT:
+        if not isinstance(item, bytes | bytearray | memoryview):
+            raise InputError(f"{kind.value} input must be bytes", reason="invalid")
+        if len(item) > options.limits.max_item_bytes:
+            raise InputError(f"{kind.value} input is {len(item)} bytes, over the limit of "
+                             f"{options.limits.max_item_bytes}", reason="too_large")
     try:
         return PREPROCESSORS[kind](bytes(item) if not isinstance(item, str) else item, options)
     except InputError:

@@ -114,9 +114,6 @@ def waveform_to_clips(waveform: torch.Tensor, rate: int, *, minus_one: bool) -> 
 
 def preprocess_audio(data: bytes, options: PreprocessOptions) -> torch.Tensor:
     limits = options.limits
-    if len(data) > limits.max_item_bytes:
-        raise InputError(f"audio is {len(data)} bytes, over the limit of {limits.max_item_bytes}",
-                         reason="too_large")
     waveform, rate = decode_audio(data, limits.max_audio_seconds)
     return waveform_to_clips(waveform, rate, minus_one=options.behaviour.clip_spacing_minus_one)
 

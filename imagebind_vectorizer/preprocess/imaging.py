@@ -25,9 +25,6 @@ def open_image(data: bytes, limits: Limits, *, exif_transpose: bool = False) -> 
     pixels are decoded."""
     if not data:
         raise InputError("empty image", reason="empty")
-    if len(data) > limits.max_item_bytes:
-        raise InputError(f"image is {len(data)} bytes, over the limit of {limits.max_item_bytes}",
-                         reason="too_large")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

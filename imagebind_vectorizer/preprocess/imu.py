@@ -163,8 +163,5 @@ def _legacy(data: bytes, options: PreprocessOptions) -> np.ndarray:
 def preprocess_imu(data: bytes, options: PreprocessOptions) -> torch.Tensor:
     if not data:
         raise InputError("empty IMU data", reason="empty")
-    if len(data) > options.limits.max_item_bytes:
-        raise InputError(f"IMU data is {len(data)} bytes, over the limit of {options.limits.max_item_bytes}",
-                         reason="too_large")
     array = _official(data, options) if options.behaviour.imu_by_name else _legacy(data, options)
     return fit_length(torch.from_numpy(array))[None]

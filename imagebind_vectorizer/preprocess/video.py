@@ -51,9 +51,6 @@ def preprocess_video(data: bytes, options: PreprocessOptions) -> torch.Tensor:
     limits = options.limits
     if not data:
         raise InputError("empty video", reason="empty")
-    if len(data) > limits.max_item_bytes:
-        raise InputError(f"video is {len(data)} bytes, over the limit of {limits.max_item_bytes}",
-                         reason="too_large")
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except Exception as exc:
