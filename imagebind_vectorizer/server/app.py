@@ -64,8 +64,9 @@ class Server:
         return finished
 
 
-async def run(settings: Settings) -> int:
-    server = Server(settings)
+async def run(settings: Settings, engine: Engine | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; the exit code (0 after a drain, 1 when loading failed)."""
+    server = Server(settings, engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -28,11 +28,22 @@ from tests.server.support import (
     embedding_vector,
     grpc_stub,
     item,
-    start_server,
     wait_until,
 )
 
 ATOL = 1e-5
+
+
+class GatedModelEngine(Engine):
+    """An engine whose model calls wait for `gate`: work queues up behind a blocked model call."""
+
+    gate = threading.Event()
+    entered = threading.Event()
+
+    def _forward(self, kind, rows):  # type: ignore[no-untyped-def]
+        type(self).entered.set()
+        assert type(self).gate.wait(60), "the test never opened the gate"
+        return super()._forward(kind, rows)
 
 
 @pytest.fixture(scope="module")
@@ -160,34 +171,37 @@ def test_stream_answers_every_item_with_its_sequence_and_id(stub, reference: Emb
 
 def test_stream_bounds_items_in_flight(loop_thread: LoopThread, server_settings: Settings,
                                        shared_embedder: Embedder) -> None:
-    """With batches held open (long max wait), a stream of 3 windows of items never has more than
-    STREAM_MAX_IN_FLIGHT of them admitted at once, yet all are answered."""
-    settings = server_settings.replace(max_wait_ms=600.0, max_batch_size=1000, queue_size=1000, cache_size=0)
-    running = start_server(loop_thread, settings, shared_embedder)
-    depths: list[float] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            depths.append(running.sample("imagebind_queue_depth", {"kind": "text"}))
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
+    """While the model is held (work piles up), a stream of 3 windows of items never has more than
+    STREAM_MAX_IN_FLIGHT of them admitted at once; once the model runs again, all are answered."""
+    settings = server_settings.replace(max_batch_size=1000, queue_size=1000, cache_size=0)
+    running = InProcessServer(loop_thread, settings, lambda s: GatedModelEngine(s, embedder=shared_embedder))
     channel, stub = grpc_stub(running.grpc_target)
-    try:
-        count = 3 * STREAM_MAX_IN_FLIGHT
+    answers: list[pb.VectorizeStreamResponse] = []
+    count = 3 * STREAM_MAX_IN_FLIGHT
+
+    def depth() -> float:
+        return running.sample("imagebind_queue_depth", {"kind": "text"})
+
+    def consume() -> None:
         requests = (pb.VectorizeStreamRequest(sequence=i, item=item(InputKind.TEXT, f"item number {i}"))
                     for i in range(count))
-        answers = list(stub.VectorizeStream(requests, timeout=60))
+        answers.extend(stub.VectorizeStream(requests, timeout=60))
+
+    GatedModelEngine.gate.clear()
+    consumer = threading.Thread(target=consume)
+    try:
+        consumer.start()
+        wait_until(lambda: depth() == STREAM_MAX_IN_FLIGHT, timeout=30)  # the window filled ...
+        held = [depth() for _ in range(50) if not time.sleep(0.01)]
+        assert max(held) == STREAM_MAX_IN_FLIGHT and not answers  # ... and reads stopped there
+        GatedModelEngine.gate.set()
+        consumer.join(60)
     finally:
-        stop.set()
-        watcher.join()
+        GatedModelEngine.gate.set()
         channel.close()
         running.stop()
     assert sorted(a.sequence for a in answers) == list(range(count))
     assert all(a.WhichOneof("result") == "embedding" for a in answers)
-    assert max(depths) == STREAM_MAX_IN_FLIGHT  # the window filled, and never overflowed
 
 
 def test_stream_refused_while_not_ready(loop_thread: LoopThread, server_settings: Settings) -> None:
@@ -210,18 +224,6 @@ def test_stream_refused_while_not_ready(loop_thread: LoopThread, server_settings
 
 
 # Deadlines ----------------------------------------------------------------------------------------
-class GatedModelEngine(Engine):
-    """An engine whose model calls wait for `gate`: work queues up behind a blocked model call."""
-
-    gate = threading.Event()
-    entered = threading.Event()
-
-    def _forward(self, kind, rows):  # type: ignore[no-untyped-def]
-        type(self).entered.set()
-        assert type(self).gate.wait(60), "the test never opened the gate"
-        return super()._forward(kind, rows)
-
-
 @pytest.fixture(scope="module")
 def gated_model(loop_thread: LoopThread, server_settings: Settings, shared_embedder: Embedder):
     running = InProcessServer(loop_thread, server_settings.replace(cache_size=0),

@@ -1,9 +1,19 @@
-"""SIGTERM under load, on `python -m imagebind_vectorizer serve` in a subprocess: readiness turns 503,
-new work is refused, every admitted request completes with 200, and the process exits 0."""
+"""SIGTERM under load, on a server process: readiness turns 503, new work is refused, every admitted
+request completes with 200, and the process exits 0.
+
+The process is the real `serve` path (`server.app.run`: signal handlers, drain, transports) with one
+change: its model calls wait until a gate file appears, so the test decides how long the admitted
+work stays queued instead of racing a fast tiny model."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -13,23 +23,65 @@ from imagebind_vectorizer.modality import InputKind
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings
 from tests.server.support import (
+    ROOT,
     HttpResponse,
+    ServeProcess,
+    free_port,
     go_request,
     grpc_stub,
     http_vectorize,
     item,
     metrics_text,
     sample_value,
-    start_serve,
     vectorize_body,
     wait_until,
 )
 
+GATED_SERVE = """
+import asyncio, json, os, sys, time
+from imagebind_vectorizer import logs
+from imagebind_vectorizer.engine.engine import Engine
+from imagebind_vectorizer.server.app import run
+from imagebind_vectorizer.settings import Settings
+
+gate = os.environ["GATE"]
+
+class GatedEngine(Engine):
+    def _forward(self, kind, rows):
+        while not os.path.exists(gate):
+            time.sleep(0.01)
+        return super()._forward(kind, rows)
+
+settings = Settings(**json.loads(os.environ["SETTINGS"]))
+logs.configure(settings.log_level, settings.log_format)
+sys.exit(asyncio.run(run(settings, GatedEngine(settings))))
+"""
+
+
+def start_gated_serve(settings: Settings, log_path: Path, gate: Path) -> ServeProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEBIND_")}
+    env.update(PYTHONPATH=str(ROOT), GATE=str(gate), SETTINGS=json.dumps(dataclasses.asdict(settings)))
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen([sys.executable, "-c", GATED_SERVE], cwd=ROOT, env=env, stdout=log_file,
+                                stderr=subprocess.STDOUT)
+    give_up = time.monotonic() + 120
+    while time.monotonic() < give_up:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
+        for line in log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{") and '"listening"' in line:
+                entry = json.loads(line)
+                return ServeProcess(proc, int(entry["http"].rsplit(":", 1)[1]), settings.grpc_port, log_path)
+        time.sleep(0.05)
+    proc.kill()
+    raise TimeoutError(f"server did not start listening:\n{log_path.read_text()}")
+
 
 def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_settings: Settings, tmp_path: Path) -> None:
-    # a 3 s batch window holds the admitted requests in the queue while the signal arrives
-    settings = tiny_settings.replace(max_wait_ms=3000.0, max_batch_size=64, shutdown_grace_s=30.0)
-    process = start_serve(settings, tmp_path / "serve.log")
+    gate = tmp_path / "open-the-gate"
+    settings = tiny_settings.replace(host="127.0.0.1", port=0, grpc_port=free_port(), max_batch_size=64,
+                                     shutdown_grace_s=30.0, log_format="json")
+    process = start_gated_serve(settings, tmp_path / "serve.log", gate)
     try:
         port = process.http_port
         wait_until(lambda: _ready_status(port) == 204, timeout=60)  # 503 while the model loads
@@ -57,7 +109,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_settings: Settings, 
         wait_until(lambda: sample_value(metrics_text(port), "imagebind_queue_depth", kind="text") == 10, timeout=30)
 
         process.terminate()
-        # the batch window still has seconds to run, so the server is draining, not gone
+        # the model is held at the gate, so the server is draining, not gone
         wait_until(lambda: _ready_status(port) == 503, timeout=10)
         late = http_vectorize(port, vectorize_body(["too late"]))
         assert late.status == 503 and "draining" in late.json()["error"]
@@ -65,7 +117,9 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_settings: Settings, 
             stub.Vectorize(pb.VectorizeRequest(items=[item(InputKind.TEXT, "late")]), timeout=10)
         assert late_rpc.value.code() is grpc.StatusCode.UNAVAILABLE
         assert sample_value(metrics_text(port), "imagebind_ready") == 0
+        assert all(thread.is_alive() for thread in threads)  # nothing answered yet: all still queued
 
+        gate.touch()
         for thread in threads:
             thread.join(60)
         assert process.proc.wait(60) == 0, process.log()
