@@ -167,11 +167,16 @@ def start_serve(settings: Settings, log_path: Path, *, timeout: float = 120,
             "--queue-size", str(settings.queue_size), "--shutdown-grace-s", str(settings.shutdown_grace_s),
             *(["--checkpoint", settings.checkpoint] if settings.checkpoint else ["--random-weights"]),
             *extra_args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env = {k: v for k, v in env.items() if not k.startswith("IMAGEBIND_")}
-    log_file = log_path.open("wb")
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    log_file.close()
+    return launch_server(args, log_path, timeout=timeout)
+
+
+def launch_server(args: list[str], log_path: Path, *, env: Mapping[str, str] | None = None,
+                  timeout: float = 120) -> ServeProcess:
+    """Run a server command (no IMAGEBIND_* variables leak in) and wait for its JSON "listening" line."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEBIND_")}
+    full_env.update(PYTHONPATH=str(ROOT), **(env or {}))
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
         if proc.poll() is not None:

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import grpc
@@ -23,7 +20,6 @@ from imagebind_vectorizer.modality import InputKind
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings
 from tests.server.support import (
-    ROOT,
     HttpResponse,
     ServeProcess,
     free_port,
@@ -31,6 +27,7 @@ from tests.server.support import (
     grpc_stub,
     http_vectorize,
     item,
+    launch_server,
     metrics_text,
     sample_value,
     vectorize_body,
@@ -59,22 +56,8 @@ sys.exit(asyncio.run(run(settings, GatedEngine(settings))))
 
 
 def start_gated_serve(settings: Settings, log_path: Path, gate: Path) -> ServeProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEBIND_")}
-    env.update(PYTHONPATH=str(ROOT), GATE=str(gate), SETTINGS=json.dumps(dataclasses.asdict(settings)))
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "-c", GATED_SERVE], cwd=ROOT, env=env, stdout=log_file,
-                                stderr=subprocess.STDOUT)
-    give_up = time.monotonic() + 120
-    while time.monotonic() < give_up:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-        for line in log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{") and '"listening"' in line:
-                entry = json.loads(line)
-                return ServeProcess(proc, int(entry["http"].rsplit(":", 1)[1]), settings.grpc_port, log_path)
-        time.sleep(0.05)
-    proc.kill()
-    raise TimeoutError(f"server did not start listening:\n{log_path.read_text()}")
+    return launch_server([sys.executable, "-c", GATED_SERVE], log_path,
+                         env={"GATE": str(gate), "SETTINGS": json.dumps(dataclasses.asdict(settings))})
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_settings: Settings, tmp_path: Path) -> None:
