@@ -202,7 +202,11 @@ class Engine:
                 self.cache.put(key, vector)
         for kind, items in request.items():
             self.metrics.items.labels(kind.value).inc(len(items))
-        return {kind: [v for v in vectors if v is not None] for kind, vectors in results.items()}
+        done: dict[InputKind, list[np.ndarray]] = {}
+        for kind, found in results.items():
+            assert all(v is not None for v in found), "an item got no vector"  # order must never shift
+            done[kind] = found  # type: ignore[assignment]
+        return done
 
     def _admit(self, todo: list[tuple[InputKind, int, bytes | str, bytes | None]]) -> list[_Slot]:
         need: dict[InputKind, int] = {}
