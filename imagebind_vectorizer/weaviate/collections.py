@@ -13,10 +13,11 @@ A collection made here has:
 
 Every vector is configured with `Configure.Vectors.custom(module_name="multi2vec-bind", ...)`
 rather than `Configure.Vectors.multi2vec_bind(...)`: the client's factory sends the key `IMUFields`,
-Weaviate reads only `imuFields`, and IMU properties configured the obvious way are silently never
-vectorized (WEAVIATE_CONTRACT.md, headline finding 2).
+Weaviate reads only `imuFields` (case-sensitively), and IMU properties configured the obvious way
+are silently never vectorized.
 
-How Weaviate combines one object's field vectors (WEAVIATE_CONTRACT.md §1.8): properties are visited
+How Weaviate combines one object's field vectors (Weaviate v1.39
+modules/multi2vec-bind/vectorizer/vectorizer.go, usecases/vectorizer/combine.go): properties are visited
 in sorted name order and grouped by kind (text, image, audio, video, imu, thermal, depth); the
 configured weights are concatenated in the same kind order and normalised to sum 1; the result is
 sum(w_i * v_i) / N, or the plain mean without weights. Weights are matched to vectors *by position*:

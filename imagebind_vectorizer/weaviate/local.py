@@ -3,7 +3,7 @@
 Used by the demo and by the end-to-end tests. The Weaviate binary comes from `WEAVIATE_BIN`, or
 from a cache directory keyed by version, or is built once with `go install` into that directory.
 
-Weaviate is started the way its multi2vec-bind contract needs it (see WEAVIATE_CONTRACT.md §5.2):
+Weaviate is started the way its multi2vec-bind contract needs it:
 our server first (Weaviate waits at most 120 s for its readiness and then exits), every cluster
 address on 127.0.0.1 (memberlist otherwise looks for a private interface address), free ports for
 REST, gRPC, gossip, data and both raft ports, only the multi2vec-bind module, no telemetry and no

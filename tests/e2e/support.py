@@ -1,6 +1,7 @@
 """Helpers for the end-to-end tests: media with distinct contents, files, vector arithmetic,
 and Weaviate's own way of combining an object's field vectors (written out independently of the
-library, from WEAVIATE_CONTRACT.md §1.8)."""
+library, from Weaviate v1.39's modules/multi2vec-bind/vectorizer/vectorizer.go and
+usecases/vectorizer/combine.go)."""
 
 from __future__ import annotations
 

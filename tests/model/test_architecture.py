@@ -18,7 +18,7 @@ from imagebind_vectorizer.model.imagebind import ImageBind
 from tests.conftest import TINY_ARCHITECTURE
 from tests.helpers import assert_vectors_match, reference_embed
 
-HUGE_STATE_ENTRIES = 1311  # IMAGEBIND_SPEC.md §2: 1306 parameters + 5 persistent buffers
+HUGE_STATE_ENTRIES = 1311  # the official imagebind_huge state dict: 1306 parameters + 5 persistent buffers
 
 
 def official_layout(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
