@@ -1,6 +1,6 @@
 """Compute rates: the model's analytic cost per input (imagebind_huge: per block 12·L·D² + 2·L·L_k·D
-multiply-adds, plus stem and head) and a
-large matmul's measured FLOP/s on the same device and dtype, the ceiling to compare against."""
+multiply-adds, plus stem and head) and a large matmul's measured FLOP/s on the same device and dtype,
+the ceiling to compare against."""
 
 from __future__ import annotations
 
