@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """A library exception's first line (at most 300 characters), for messages users read."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
 class ImageBindError(Exception):
     """Base class of every error this package raises on purpose."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from imagebind_vectorizer.errors import CheckpointError
+from imagebind_vectorizer.errors import CheckpointError, first_line
 from imagebind_vectorizer.modality import ENCODERS
 from imagebind_vectorizer.model.config import ImageBindConfig
 from imagebind_vectorizer.model.download import (
@@ -124,15 +124,10 @@ def _load_weights_only(path: Path, *, mmap: bool) -> object:
     except RuntimeError as exc:
         if mmap and "mmap" in str(exc):
             raise _NotMmappable from exc
-        raise CheckpointError(f"{path} is not a loadable PyTorch checkpoint: {_first_line(exc)}") from exc
+        raise CheckpointError(f"{path} is not a loadable PyTorch checkpoint: {first_line(exc)}") from exc
     except Exception as exc:
         raise CheckpointError(f"{path} is not a loadable PyTorch checkpoint "
-                              f"({type(exc).__name__}: {_first_line(exc)})") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+                              f"({type(exc).__name__}: {first_line(exc)})") from exc
 
 
 def build_model_from_state_dict(state: dict[str, Tensor], config: ImageBindConfig,

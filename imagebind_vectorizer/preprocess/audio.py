@@ -15,7 +15,7 @@ import torch
 import torchaudio
 from torch.nn import functional as F
 
-from imagebind_vectorizer.errors import InputError
+from imagebind_vectorizer.errors import InputError, first_line
 from imagebind_vectorizer.preprocess.clips import clip_bounds
 from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
 
@@ -39,7 +39,7 @@ def decode_audio(data: bytes, max_seconds: float) -> tuple[torch.Tensor, int]:
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except Exception as exc:
-        raise InputError(f"not an audio file FFmpeg can read: {_first_line(exc)}", reason="decode") from exc
+        raise InputError(f"not an audio file FFmpeg can read: {first_line(exc)}", reason="decode") from exc
     with container:
         if not container.streams.audio:
             raise InputError("no audio stream in the file", reason="decode")
@@ -68,7 +68,7 @@ def decode_audio(data: bytes, max_seconds: float) -> tuple[torch.Tensor, int]:
         except InputError:
             raise
         except Exception as exc:
-            raise InputError(f"corrupt audio: {_first_line(exc)}", reason="decode") from exc
+            raise InputError(f"corrupt audio: {first_line(exc)}", reason="decode") from exc
     if not chunks:
         raise InputError("the audio stream holds no samples", reason="decode")
     channels = {c.shape[0] for c in chunks}
@@ -143,8 +143,3 @@ def _wav_truncation(data: bytes) -> str | None:
             return None
         offset += 8 + size + (size & 1)  # chunks are padded to an even length
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

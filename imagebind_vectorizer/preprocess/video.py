@@ -20,9 +20,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from imagebind_vectorizer.errors import InputError
+from imagebind_vectorizer.errors import InputError, first_line
 from imagebind_vectorizer.model.config import IMAGE_SIZE
-from imagebind_vectorizer.preprocess.audio import _first_line
 from imagebind_vectorizer.preprocess.clips import clip_bounds
 from imagebind_vectorizer.preprocess.imaging import CLIP_MEAN, CLIP_STD
 from imagebind_vectorizer.preprocess.profiles import Limits, PreprocessOptions
@@ -54,7 +53,7 @@ def preprocess_video(data: bytes, options: PreprocessOptions) -> torch.Tensor:
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except Exception as exc:
-        raise InputError(f"not a video FFmpeg can read: {_first_line(exc)}", reason="decode") from exc
+        raise InputError(f"not a video FFmpeg can read: {first_line(exc)}", reason="decode") from exc
     with container:
         stream = _video_stream(container, limits)
         try:
@@ -65,7 +64,7 @@ def preprocess_video(data: bytes, options: PreprocessOptions) -> torch.Tensor:
         except InputError:
             raise
         except Exception as exc:
-            raise InputError(f"corrupt video: {_first_line(exc)}", reason="decode") from exc
+            raise InputError(f"corrupt video: {first_line(exc)}", reason="decode") from exc
         views = [view for clip in clips for view in _clip_views(clip)]
     return torch.stack(views)
 
