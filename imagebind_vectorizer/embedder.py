@@ -107,6 +107,10 @@ class Embedder:
             x = x.to(self.settings.torch_dtype)
         return self.model(kind.encoder, x).float().cpu()
 
+    def forward_rows(self, kind: InputKind, rows: torch.Tensor, chunk: int) -> torch.Tensor:
+        """`forward` over any number of rows, at most `chunk` per model call."""
+        return torch.cat([self.forward(kind, rows[i:i + chunk]) for i in range(0, rows.shape[0], chunk)])
+
     def finish(self, per_clip: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
         """Average each item's clips and apply the output scaling."""
         vectors = average_clips(per_clip, list(counts))
@@ -129,8 +133,7 @@ class Embedder:
                 raise exc.located(kind.value, index) from exc
         counts = [x.shape[0] for x in inputs]
         rows = torch.cat(inputs)
-        per_clip = torch.cat([self.forward(kind, rows[i:i + chunk]) for i in range(0, rows.shape[0], chunk)])
-        return self.finish(per_clip, counts).numpy()
+        return self.finish(self.forward_rows(kind, rows, chunk), counts).numpy()
 
     def require(self, kind: InputKind) -> None:
         if kind.encoder not in self.model.enabled:

@@ -269,5 +269,4 @@ class Engine:
 
     def _forward(self, kind: InputKind, rows: torch.Tensor) -> torch.Tensor:
         assert self.embedder is not None
-        step = self.settings.max_batch_size
-        return torch.cat([self.embedder.forward(kind, rows[i:i + step]) for i in range(0, rows.shape[0], step)])
+        return self.embedder.forward_rows(kind, rows, self.settings.max_batch_size)
