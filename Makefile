@@ -29,7 +29,10 @@ PYTEST_ARGS ?=
 help:  ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-$(VENV)/.ready: pyproject.toml requirements/reference.txt requirements/reference-nodeps.txt scripts/python_deps.py
+# No file prerequisites: the folder name already holds the hash of everything that defines the
+# environment, and file times would wipe an environment that several checkouts (git worktrees, whose
+# files are newer than it) share.
+$(VENV)/.ready:
 	rm -rf "$(VENV)"
 	mkdir -p "$(CACHE_ROOT)"
 	$(PYTHON) -m venv "$(VENV)"
