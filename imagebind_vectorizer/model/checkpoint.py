@@ -25,6 +25,7 @@ from imagebind_vectorizer.modality import ENCODERS
 from imagebind_vectorizer.model.config import ImageBindConfig
 from imagebind_vectorizer.model.download import (
     OFFICIAL_CHECKPOINT_URL,
+    cache_file_name,
     download,
     read_sidecar,
     sha256_file,
@@ -59,8 +60,7 @@ class CheckpointSource:
     cache_dir: Path | None = None
 
     def cached_path(self) -> Path:
-        name = self.url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "checkpoint.pth"
-        return (self.cache_dir or default_cache_dir()) / name
+        return (self.cache_dir or default_cache_dir()) / cache_file_name(self.url)
 
 
 def resolve_checkpoint(source: CheckpointSource, *, progress: bool = True) -> Path:

@@ -1,7 +1,12 @@
 """Fetching the checkpoint: resumable, atomic, size- and sha256-checked, with a progress bar.
 
 The finished file gets a sidecar `<file>.sha256` ("<hex>  <size>") so later start-ups know the
-digest without re-reading gigabytes."""
+digest without re-reading gigabytes.
+
+The cache folder may be shared or writable by others, so nothing here writes through a name it did
+not create: the resumable `<file>.part` is opened with O_NOFOLLOW and must be a plain file of ours
+with one link, other temporary files are created exclusively under random names, and finished files
+are moved into place with rename (which replaces a planted symlink instead of following it)."""
 
 from __future__ import annotations
 
@@ -9,9 +14,15 @@ import hashlib
 import http.client
 import logging
 import os
+import re
+import stat
+import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +32,9 @@ log = logging.getLogger(__name__)
 
 OFFICIAL_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 CHUNK = 1 << 20
+#: suffixes of the files this module keeps next to a checkpoint; a checkpoint may not be named so
+_OWN_SUFFIXES = (".part", ".tmp", ".sha256", ".lock")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 
 
 @dataclass(frozen=True)
@@ -47,12 +61,39 @@ def read_sidecar(path: Path) -> DigestRecord | None:
 
 
 def write_sidecar(path: Path, record: DigestRecord) -> None:
-    tmp = sidecar_path(path).with_suffix(".tmp")
     try:
-        tmp.write_text(f"{record.sha256}  {record.size}\n")
-        os.replace(tmp, sidecar_path(path))
+        with _exclusive_temp(path.parent, path.name) as (fd, tmp):
+            os.write(fd, f"{record.sha256}  {record.size}\n".encode())
+            os.replace(tmp, sidecar_path(path))
     except OSError as exc:  # a read-only model directory is fine; we just recompute next time
         log.info("could not record checkpoint digest next to %s: %s", path, exc)
+
+
+@contextmanager
+def _exclusive_temp(folder: Path, stem: str) -> Iterator[tuple[int, str]]:
+    """A new file under a random name in `folder` (O_EXCL, mode 0600); removed unless renamed away."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".tmp")
+    try:
+        yield fd, tmp
+    finally:
+        os.close(fd)
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def cache_file_name(url: str) -> str:
+    """The file name a download from `url` is cached under: the URL path's last segment, which must
+    be a plain name (no "." or "..", no separators, not hidden, not one of our own suffixes), so no
+    URL can place files outside the cache folder or over our temporary files."""
+    path = urllib.parse.urlsplit(url).path.rstrip("/")
+    name = urllib.parse.unquote(path.rsplit("/", 1)[-1])
+    if not name:
+        return "checkpoint.pth"
+    if not _SAFE_NAME.fullmatch(name) or name.endswith(_OWN_SUFFIXES):
+        raise CheckpointError(f"cannot cache the download from {url}: its file name {name!r} is not a plain "
+                              "file name (letters, digits and ._+=- only, not starting with a dot); "
+                              "download it yourself and set IMAGEBIND_CHECKPOINT to the file")
+    return name
 
 
 def sha256_file(path: Path) -> DigestRecord:
@@ -76,52 +117,95 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
              progress: bool = True, attempts: int = 5, timeout: float = 60.0) -> DigestRecord:
     """Download `url` to `dest`. A partial `dest.part` from an interrupted run is resumed with an
     HTTP Range request; the file appears at `dest` only once complete and verified."""
+    if not _SAFE_NAME.fullmatch(dest.name) or dest.name.endswith(_OWN_SUFFIXES):
+        raise CheckpointError(f"refusing to download to {dest}: not a plain file name")
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise CheckpointError(f"refusing to download {url}: only http and https URLs are fetched")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     expected = sha256.lower() if sha256 else None
     last_error: Exception | None = None
-    for attempt in range(1, attempts + 1):
-        try:
-            total = _fetch_into(url, part, progress=progress, timeout=timeout)
-            if total is not None and part.stat().st_size < total:
-                raise http.client.IncompleteRead(b"", total - part.stat().st_size)
-            break
-        except _Restart:
-            part.unlink(missing_ok=True)
-            last_error = None
-            continue
-        except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
-            if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 and exc.code != 429:
-                raise CheckpointError(f"downloading {url} failed: HTTP {exc.code} {exc.reason}") from exc
-            last_error = exc
-            log.warning("download of %s interrupted (attempt %d/%d): %s", url, attempt, attempts, exc)
-            time.sleep(min(2 ** attempt, 30) * 0.1)
-    else:
-        raise CheckpointError(f"downloading {url} failed after {attempts} attempts: {last_error}")
+    fd = _open_part(part)
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                total = _fetch_into(url, fd, part.name, progress=progress, timeout=timeout)
+                if total is not None and os.fstat(fd).st_size < total:
+                    raise http.client.IncompleteRead(b"", total - os.fstat(fd).st_size)
+                break
+            except _Restart:
+                os.ftruncate(fd, 0)
+                last_error = None
+                continue
+            except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
+                if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 and exc.code != 429:
+                    _discard(part, fd)
+                    raise CheckpointError(f"downloading {url} failed: HTTP {exc.code} {exc.reason}") from exc
+                last_error = exc
+                log.warning("download of %s interrupted (attempt %d/%d): %s", url, attempt, attempts, exc)
+                time.sleep(min(2 ** attempt, 30) * 0.1)
+        else:
+            raise CheckpointError(f"downloading {url} failed after {attempts} attempts: {last_error}")
 
-    got = part.stat().st_size
-    for label, want in (("server-reported size", total), ("expected size", size)):
-        if want is not None and got != want:
-            part.unlink(missing_ok=True)
-            raise CheckpointError(f"downloaded {got} bytes from {url} but the {label} is {want} bytes; "
-                                  "the partial file was removed, run again to retry")
-    record = sha256_file(part)
-    if expected and record.sha256 != expected:
-        part.unlink(missing_ok=True)
-        raise CheckpointError(f"checksum mismatch for {url}: sha256 {record.sha256}, expected {expected}; "
-                              "the file was removed")
-    os.replace(part, dest)
+        got = os.fstat(fd).st_size
+        for label, want in (("server-reported size", total), ("expected size", size)):
+            if want is not None and got != want:
+                _discard(part, fd)
+                raise CheckpointError(f"downloaded {got} bytes from {url} but the {label} is {want} bytes; "
+                                      "the partial file was removed, run again to retry")
+        record = _sha256_fd(fd)
+        if expected and record.sha256 != expected:
+            _discard(part, fd)
+            raise CheckpointError(f"checksum mismatch for {url}: sha256 {record.sha256}, expected {expected}; "
+                                  "the file was removed")
+        os.replace(part, dest)  # renames the entry we opened; a symlink at `dest` is replaced, not followed
+    finally:
+        os.close(fd)
     write_sidecar(dest, record)
     log.info("downloaded %s (%d bytes, sha256 %s)", dest, record.size, record.sha256)
     return record
+
+
+def _open_part(part: Path) -> int:
+    """The resumable partial file, opened for appending without following a symlink; it must be a
+    regular file owned by us with a single link (not a planted hard link to a file elsewhere)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(part, flags, 0o600)
+    except OSError as exc:
+        if os.path.islink(part):
+            raise CheckpointError(f"refusing to write through {part}: it is a symbolic link (not created by "
+                                  "this program); remove it and run again") from None
+        raise CheckpointError(f"cannot open {part}: {exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise CheckpointError(f"refusing to write to {part}: it is not a plain file of this user with a single "
+                              "link; remove it and run again")
+    return fd
+
+
+def _discard(part: Path, fd: int) -> None:
+    os.ftruncate(fd, 0)
+    if os.path.samestat(os.fstat(fd), os.lstat(part)):
+        os.unlink(part)
+
+
+def _sha256_fd(fd: int) -> DigestRecord:
+    h = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, CHUNK * 8, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return DigestRecord(h.hexdigest(), offset)
 
 
 class _Restart(Exception):
     """The server ignored our Range request: start from zero."""
 
 
-def _fetch_into(url: str, part: Path, *, progress: bool, timeout: float) -> int | None:
-    have = part.stat().st_size if part.exists() else 0
+def _fetch_into(url: str, fd: int, label: str, *, progress: bool, timeout: float) -> int | None:
+    have = os.fstat(fd).st_size
     request = urllib.request.Request(url, headers={"User-Agent": "imagebind-vectorizer"})
     if have:
         request.add_header("Range", f"bytes={have}-")
@@ -141,11 +225,11 @@ def _fetch_into(url: str, part: Path, *, progress: bool, timeout: float) -> int 
             total = int(content_range.rsplit("/", 1)[1]) if "/" in content_range and \
                 not content_range.endswith("*") else None
         else:
-            have = 0
             total = int(length) if length is not None else None
-        mode = "ab" if have else "wb"
-        with open(part, mode) as out, _progress(total, have, part.name.removesuffix(".part"), progress) as bar:
+        with _progress(total, have, label.removesuffix(".part"), progress) as bar:
             while chunk := response.read(CHUNK):
-                out.write(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
                 bar.update(len(chunk))
     return total

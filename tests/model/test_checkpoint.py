@@ -404,3 +404,67 @@ def test_imagebind_cache_decides_the_cache_directory(tmp_path: Path, server: _Se
     monkeypatch.delenv("IMAGEBIND_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "imagebind-vectorizer"
+
+
+# Downloading into a folder others can write to: planted links and escaping names ---------------
+def test_a_planted_part_symlink_is_refused_and_its_target_untouched(tmp_path: Path, server: _Server) -> None:
+    cache, outside = tmp_path / "cache", tmp_path / "outside.txt"
+    cache.mkdir()
+    outside.write_bytes(b"precious")
+    (cache / "imagebind_tiny.pth.part").symlink_to(outside)
+    with pytest.raises(CheckpointError, match="symbolic link"):
+        resolve_checkpoint(CheckpointSource(url=url_of(server), cache_dir=cache), progress=False)
+    assert outside.read_bytes() == b"precious"
+    assert server.requests == []
+
+
+def test_a_planted_hard_link_as_part_file_is_refused(tmp_path: Path, server: _Server) -> None:
+    cache, outside = tmp_path / "cache", tmp_path / "outside.txt"
+    cache.mkdir()
+    outside.write_bytes(b"precious")
+    os.link(outside, cache / "imagebind_tiny.pth.part")
+    with pytest.raises(CheckpointError, match="single link"):
+        resolve_checkpoint(CheckpointSource(url=url_of(server), cache_dir=cache), progress=False)
+    assert outside.read_bytes() == b"precious"
+
+
+def test_planted_temporary_and_final_name_symlinks_are_never_written_through(tmp_path: Path,
+                                                                             server: _Server) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    targets = {name: tmp_path / f"outside-{i}" for i, name in enumerate(
+        ("imagebind_tiny.pth.tmp", "imagebind_tiny.pth.sha256.tmp", "imagebind_tiny.pth.sha256"))}
+    for name, target in targets.items():
+        target.write_bytes(b"precious")
+        (cache / name).symlink_to(target)
+    dangling = tmp_path / "never-created"
+    (cache / "imagebind_tiny.pth").symlink_to(dangling)  # the final name: replaced, not followed
+    path = resolve_checkpoint(CheckpointSource(url=url_of(server), cache_dir=cache, sha256=sha(server.payload)),
+                              progress=False)
+    assert not path.is_symlink() and path.read_bytes() == server.payload
+    assert not sidecar_path(path).is_symlink()
+    assert sidecar_path(path).read_text().split()[0] == sha(server.payload)
+    assert all(target.read_bytes() == b"precious" for target in targets.values())
+    assert not dangling.exists()
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        ["imagebind_tiny.pth", "imagebind_tiny.pth.sha256", "imagebind_tiny.pth.tmp", "imagebind_tiny.pth.sha256.tmp"])
+
+
+@pytest.mark.parametrize("tail", ["/.", "/..", "/%2e%2e", "/..%2fescape.pth", "/.hidden.pth", "/x.pth.part",
+                                  "/a%00b.pth", "/sub/."])
+def test_urls_whose_file_name_escapes_the_cache_are_refused(tmp_path: Path, server: _Server, tail: str) -> None:
+    cache = tmp_path / "deep" / "cache"
+    cache.mkdir(parents=True)
+    url = f"http://127.0.0.1:{server.server_address[1]}/weights{tail}"
+    with pytest.raises(CheckpointError, match="not a plain file name"):
+        resolve_checkpoint(CheckpointSource(url=url, cache_dir=cache), progress=False)
+    assert server.requests == []
+    assert list(tmp_path.rglob("*")) == [tmp_path / "deep", cache]
+
+
+def test_only_http_urls_are_downloaded(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.pth"
+    secret.write_bytes(b"not for copying")
+    with pytest.raises(CheckpointError, match="only http and https"):
+        download(secret.as_uri(), tmp_path / "cache" / "copy.pth", progress=False)
+    assert not (tmp_path / "cache" / "copy.pth").exists()
