@@ -9,7 +9,7 @@ from imagebind_vectorizer.modality import ENCODERS
 from imagebind_vectorizer.model.audio import AudioEncoder
 from imagebind_vectorizer.model.config import ImageBindConfig
 from imagebind_vectorizer.model.depth import DepthEncoder
-from imagebind_vectorizer.model.encoder import Encoder
+from imagebind_vectorizer.model.encoder import Encoder, EncoderForward
 from imagebind_vectorizer.model.imu import ImuEncoder
 from imagebind_vectorizer.model.layers import init_weights
 from imagebind_vectorizer.model.text import TextEncoder
@@ -46,6 +46,10 @@ class ImageBind(nn.Module):
         """One forward per row of x -> (N, out_dim) float32, normalised and scaled as the official
         postprocessor does. Averaging a multi-clip input's rows is the caller's job (`average_clips`)."""
         return self.encoders[modality](x)
+
+    def start(self, modality: str, x: Tensor) -> EncoderForward:
+        """`forward(modality, x)` as a sequence of steps that can be paused and resumed."""
+        return self.encoders[modality].start(x)
 
     # Checkpoint key mapping -------------------------------------------------------------------
     def official_key_map(self) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -38,8 +40,11 @@ class ImuEncoder(Encoder):
         self.trunk = Trunk(dim, config.imu_num_blocks, config.imu_num_heads, bias_kv=True)
         self.head = ClsHead(dim, config.out_embed_dim)  # the official Dropout(0.5) is inert in eval
 
-    def project(self, x: Tensor) -> Tensor:
-        return self.head(self.trunk(self.stem(x)))
+    def tokens(self, x: Tensor) -> tuple[Tensor, Any]:
+        return self.stem(x), None
+
+    def pool(self, tokens: Tensor, context: Any) -> Tensor:
+        return self.head(tokens)
 
     def official_prefixes(self) -> list[tuple[str, str]]:
         pre = "modality_preprocessors.imu."

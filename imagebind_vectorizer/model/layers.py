@@ -84,9 +84,12 @@ class Trunk(nn.Module):
         self.pre_norm = nn.LayerNorm(dim, eps=TRUNK_LN_EPS) if pre_norm else None
         self.blocks = nn.ModuleList(Block(dim, num_heads, bias_kv) for _ in range(num_blocks))
 
+    def begin(self, x: Tensor) -> Tensor:
+        """What runs before the first block (the stepwise forward calls it, then each block)."""
+        return self.pre_norm(x) if self.pre_norm is not None else x
+
     def forward(self, x: Tensor, causal: bool = False) -> Tensor:
-        if self.pre_norm is not None:
-            x = self.pre_norm(x)
+        x = self.begin(x)
         for block in self.blocks:
             x = block(x, causal)
         return x

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -40,6 +42,7 @@ class TextHead(nn.Module):
 
 class TextEncoder(Encoder):
     modality = "text"
+    causal = True
 
     def __init__(self, config: ImageBindConfig) -> None:
         super().__init__(scale=TEXT_SCALE_INIT)
@@ -50,7 +53,7 @@ class TextEncoder(Encoder):
         #: run only up to the batch's last end-of-text position (exact under the causal mask)
         self.trim = True
 
-    def project(self, ids: Tensor) -> Tensor:
+    def tokens(self, ids: Tensor) -> tuple[Tensor, Any]:
         """ids: (N, 77) int64. Pooled at argmax(ids) — the first end-of-text token, the largest id.
 
         Under the causal mask no position sees a later one, so the trunk only needs the columns up
@@ -58,8 +61,10 @@ class TextEncoder(Encoder):
         times cheaper than running all 77 positions."""
         pool_at = ids.argmax(dim=-1)
         length = int(pool_at.max().item()) + 1 if self.trim else ids.shape[1]
-        tokens = self.trunk(self.stem(ids[:, :length]), causal=True)
-        return self.head(tokens, pool_at)
+        return self.stem(ids[:, :length]), pool_at
+
+    def pool(self, tokens: Tensor, context: Any) -> Tensor:
+        return self.head(tokens, context)
 
     def official_prefixes(self) -> list[tuple[str, str]]:
         pre = "modality_preprocessors.text."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -46,9 +48,12 @@ class VisionEncoder(Encoder):
                            pre_norm=True)
         self.head = ClsHead(dim, config.out_embed_dim)
 
-    def project(self, x: Tensor) -> Tensor:
+    def tokens(self, x: Tensor) -> tuple[Tensor, Any]:
         """x: (N, 3, 224, 224) images or (N, 3, T, 224, 224) clips."""
-        return self.head(self.trunk(self.stem(x)))
+        return self.stem(x), None
+
+    def pool(self, tokens: Tensor, context: Any) -> Tensor:
+        return self.head(tokens)
 
     def official_prefixes(self) -> list[tuple[str, str]]:
         pre, trunk, head = ("modality_preprocessors.vision.", "modality_trunks.vision.",
