@@ -1,0 +1,342 @@
+"""What the one model thread runs next, across every input kind: the only place that knows what is
+waiting. Pure bookkeeping (no threads, no torch); the engine calls it under its lock with the time.
+
+Order. Each admitted item gets a *due* time when admitted: `admitted + stretch x its own expected
+cost`, where the stretch comes from its priority (`STRETCH`). The model thread always advances
+the work with the earliest due, between any two steps of a forward (stem, each block, head): a
+5-word query (tens of milliseconds) admitted while an image batch (seconds) runs is due long
+before the image, so it runs at the image's next block boundary and the image then resumes where
+it paused. This is earliest-due-first with cost-scaled slack: cheap work goes first, and an item
+that has waited its stretch is due before anything admitted after that moment — nothing starves.
+Items of one kind and priority keep their arrival order.
+
+Batches. A batch takes ready rows of one kind in due order, as many as the learned cost curve
+says still pay (`CostModel.batch_size`); it waits for rows still being preprocessed only when a
+bigger batch pays, and never longer than `max_wait_s`. A lone item never waits.
+
+Admission. A request is admitted when every item's expected completion (the work due before it,
+plus its own) fits `budget_s`; an item that alone takes longer is admitted only with nothing due
+before it. `max_rows` per kind bounds the memory held by preprocessed inputs.
+
+Callers that leave (disconnect, cancel, deadline) are `drop`ped at once: their rows leave the
+queue, and a batch whose items are all gone is abandoned at its next step."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from imagebind_vectorizer.engine.costs import CostModel
+from imagebind_vectorizer.errors import InputError, OverloadedError
+
+
+class Priority(StrEnum):
+    """A client's word on how urgent its request is (HTTP header / gRPC metadata `x-imagebind-priority`)."""
+
+    QUERY = "query"  # someone waits for it: a search
+    DEFAULT = "default"  # no word given: by cost alone (Weaviate sends none)
+    BULK = "bulk"  # an import: throughput matters, latency does not
+
+    @classmethod
+    def parse(cls, value: str | None) -> Priority:
+        if value is None or not value.strip():
+            return cls.DEFAULT
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            raise InputError(f"priority must be query or bulk, got {value[:40]!r}", reason="priority",
+                             field=PRIORITY_KEY) from None
+
+
+#: the HTTP header and gRPC metadata key that carries a request's priority
+PRIORITY_KEY = "x-imagebind-priority"
+#: how many times its own expected cost an item may wait before nothing newer goes ahead of it
+STRETCH = {Priority.QUERY: 1.0, Priority.DEFAULT: 10.0, Priority.BULK: 100.0}
+#: forwards open at once (a paused forward keeps its activations in memory)
+MAX_OPEN_TASKS = 4
+
+
+@dataclass(eq=False)
+class Job:
+    """One admitted item: preparing (being preprocessed), then queued, then computed by one or
+    more tasks (a video's 15 views may be split across batches)."""
+
+    kind: Hashable
+    rows: int
+    priority: Priority
+    admitted: float
+    due: float
+    cost: float  # expected seconds of its own forward passes, when admitted
+    inputs: Any = None  # the (rows, ...) model input once preprocessed
+    queued_at: float | None = None
+    handed: int = 0  # rows given to tasks
+    computed: int = 0  # rows whose outputs came back
+    parts: list[tuple[int, Any]] = field(default_factory=list)  # (first row, outputs of a slice)
+    gone: bool = False  # its caller left, or it failed
+    payload: Any = None  # the engine's own bookkeeping (the caller's future)
+
+    @property
+    def unassigned_cost(self) -> float:
+        return self.cost * (self.rows - self.handed) / self.rows
+
+    def outputs(self) -> list[Any]:
+        """The slices' outputs in row order."""
+        return [out for _, out in sorted(self.parts, key=lambda p: p[0])]
+
+
+@dataclass(eq=False)
+class Task:
+    """One model call over rows of one kind, possibly paused between steps."""
+
+    kind: Hashable
+    slices: list[tuple[Job, int, int]]  # (job, first row, end row) in the order of the batch
+    expected: float  # expected seconds of the whole call
+    forward: Any = None  # the model thread's paused forward
+    progress: float = 0.0  # share of its steps done
+    seconds: float = 0.0  # its own compute time so far (not the time it was paused)
+
+    @property
+    def rows(self) -> int:
+        return sum(stop - start for _, start, stop in self.slices)
+
+    @property
+    def live(self) -> bool:
+        return any(not job.gone for job, _, _ in self.slices)
+
+    @property
+    def due(self) -> float:
+        return min((job.due for job, _, _ in self.slices if not job.gone), default=float("inf"))
+
+    @property
+    def remaining(self) -> float:
+        return self.expected * (1.0 - self.progress)
+
+    def inputs(self) -> list[Any]:
+        """Each slice's model input, to be concatenated in this order."""
+        return [job.inputs[start:stop] for job, start, stop in self.slices]
+
+
+class Scheduler:
+    def __init__(self, costs: CostModel, *, budget_s: float, max_rows: int, max_wait_s: float,
+                 max_open_tasks: int = MAX_OPEN_TASKS) -> None:
+        self.costs = costs
+        self.budget_s, self.max_rows, self.max_wait_s = budget_s, max_rows, max_wait_s
+        self.max_open_tasks = max_open_tasks
+        self._waiting: dict[Hashable, list[Job]] = {}  # jobs with rows not yet in a task, by due
+        self._held_rows: dict[Hashable, int] = {}  # rows admitted and not finished, per kind
+        self._tasks: list[Task] = []  # open model calls, oldest first
+        self._current: Task | None = None
+        self._live_jobs = 0
+
+    # State ------------------------------------------------------------------------------------
+    @property
+    def idle(self) -> bool:
+        """Nothing admitted is unfinished."""
+        return self._live_jobs == 0
+
+    def held_rows(self, kind: Hashable) -> int:
+        return self._held_rows.get(kind, 0)
+
+    def open_tasks(self) -> list[Task]:
+        return list(self._tasks)
+
+    def item_cost(self, kind: Hashable, rows: int) -> float:
+        return rows * self.costs.row_seconds(kind)
+
+    def work_before(self, due: float) -> float:
+        """Expected seconds of admitted work that runs before an item due at `due`."""
+        total = sum(task.remaining for task in self._tasks if task.due <= due)
+        for jobs in self._waiting.values():
+            for job in jobs:  # sorted by due
+                if job.due > due:
+                    break
+                total += job.unassigned_cost
+        return total
+
+    def expected_wait(self, kind: Hashable, priority: Priority, now: float, rows: int = 1) -> float:
+        """Expected seconds until an item of `kind` admitted now would be computed."""
+        cost = self.item_cost(kind, rows)
+        return self.work_before(now + STRETCH[priority] * cost) + cost
+
+    # Admission --------------------------------------------------------------------------------
+    def admit(self, items: Sequence[tuple[Hashable, int]], priority: Priority, now: float) -> list[Job]:
+        """Jobs for (kind, rows) items, all or none. Raises InputError when the request can never
+        fit, OverloadedError when it does not fit now."""
+        need: dict[Hashable, int] = {}
+        for kind, rows in items:
+            need[kind] = need.get(kind, 0) + rows
+        for kind, rows in need.items():
+            if rows > self.max_rows:
+                raise InputError(f"the request holds {rows} {kind} forward passes, more than the queue "
+                                 f"size of {self.max_rows}; split it into smaller requests", reason="too_large")
+            if self.held_rows(kind) + rows > self.max_rows:
+                raise OverloadedError(f"the {kind} queue is full ({self.held_rows(kind)} of {self.max_rows} "
+                                      "forward passes waiting); retry later")
+        stretch = STRETCH[priority]
+        jobs = []
+        for kind, rows in items:
+            cost = self.item_cost(kind, rows)
+            jobs.append(Job(kind, rows, priority, now, now + stretch * cost, cost))
+        if not self.idle:
+            self._check_budget(jobs)
+        for job in jobs:
+            bisect.insort(self._waiting.setdefault(job.kind, []), job, key=lambda j: j.due)
+            self._held_rows[job.kind] = self.held_rows(job.kind) + job.rows
+        self._live_jobs += len(jobs)
+        return jobs
+
+    def _check_budget(self, jobs: list[Job]) -> None:
+        ordered = sorted(jobs, key=lambda j: j.due)
+        own = 0.0
+        for job in ordered:
+            own += job.cost
+            before = self.work_before(job.due)
+            completion = before + own
+            if completion > max(self.budget_s, own):  # alone over the budget: only with nothing before it
+                raise OverloadedError(
+                    f"the {job.kind} queue is full: this request would complete in about {completion:.1f} s, "
+                    f"over the queue time budget of {self.budget_s:g} s; retry later")
+
+    # Life of a job ----------------------------------------------------------------------------
+    def ready(self, job: Job, inputs: Any, now: float) -> None:
+        """The job's model input is ready: its rows may join a batch."""
+        if job.gone:
+            return
+        rows = int(inputs.shape[0]) if hasattr(inputs, "shape") else len(inputs)
+        if rows != job.rows:  # the per-kind table promised a different count: trust the tensor
+            self._held_rows[job.kind] += rows - job.rows
+            job.cost = job.cost * rows / job.rows
+            job.rows = rows
+        job.inputs, job.queued_at = inputs, now
+
+    def drop(self, job: Job) -> None:
+        """The job's caller is gone (or it failed): forget it now. Its open tasks are abandoned
+        once none of their jobs is live."""
+        if job.gone:
+            return
+        job.gone = True
+        job.inputs = None
+        waiting = self._waiting.get(job.kind, [])
+        if job in waiting:
+            waiting.remove(job)
+        self._held_rows[job.kind] -= job.rows
+        self._live_jobs -= 1
+        self._tasks = [task for task in self._tasks if task.live]
+        if self._current is not None and not self._current.live:
+            self._current = None
+
+    # The model thread -------------------------------------------------------------------------
+    def next(self, now: float) -> Task | float | None:
+        """The task to advance by one step now; or the seconds until a batch still filling is
+        ready; or None when there is nothing to do."""
+        best: tuple[float, int, Task | Hashable] | None = None
+        for order, task in enumerate(self._tasks):
+            rank = -1 if task is self._current else order  # on a tie, keep running what runs
+            if best is None or (task.due, rank) < best[:2]:
+                best = (task.due, rank, task)
+        soonest: float | None = None
+        if len(self._tasks) < self.max_open_tasks:
+            for kind, jobs in self._waiting.items():
+                queued = [job for job in jobs if job.inputs is not None]
+                if not queued:
+                    continue
+                filling_until = self._filling_until(kind, jobs, queued)
+                if filling_until is not None and filling_until > now:
+                    soonest = filling_until if soonest is None else min(soonest, filling_until)
+                    continue
+                candidate = (queued[0].due, len(self._tasks), kind)
+                if best is None or candidate[:2] < best[:2]:
+                    best = candidate
+        if best is None:
+            return None if soonest is None else soonest - now
+        chosen = best[2]
+        self._current = chosen if isinstance(chosen, Task) else self._new_task(chosen)
+        return self._current
+
+    def _filling_until(self, kind: Hashable, jobs: list[Job], queued: list[Job]) -> float | None:
+        """When a batch of `kind` still filling must start anyway; None when it is ready now
+        (full enough, or nothing else is on its way, or batching would not pay)."""
+        ready_rows = sum(job.rows - job.handed for job in queued)
+        wanted = self.costs.preferred_size(kind, self.costs.max_batch)
+        on_the_way = any(job.inputs is None for job in jobs)
+        if ready_rows >= wanted or not on_the_way:
+            return None
+        first = min(job.queued_at for job in queued if job.queued_at is not None)
+        return first + self.max_wait_s
+
+    def _new_task(self, kind: Hashable) -> Task:
+        jobs = self._waiting[kind]
+        queued = [job for job in jobs if job.inputs is not None]
+        size = self.costs.batch_size(kind, sum(job.rows - job.handed for job in queued))
+        slices: list[tuple[Job, int, int]] = []
+        taken = 0
+        for job in queued:
+            if taken == size:
+                break
+            count = min(job.rows - job.handed, size - taken)
+            slices.append((job, job.handed, job.handed + count))
+            job.handed += count
+            taken += count
+            if job.handed == job.rows:
+                jobs.remove(job)
+        task = Task(kind, slices, self.costs.seconds(kind, taken))
+        self._tasks.append(task)
+        return task
+
+    def stepped(self, task: Task, seconds: float, progress: float) -> None:
+        """One step of `task` ran for `seconds`; `progress` of its steps are done."""
+        task.seconds += seconds
+        task.progress = progress
+
+    def finish(self, task: Task, outputs: Any) -> list[Job]:
+        """The task's call finished with (rows, ...) `outputs` in batch order: learn its cost, hand
+        each job its rows. Returns the jobs now complete (every row computed, caller still there)."""
+        self.costs.observe(task.kind, task.rows, task.seconds)
+        self._close(task)
+        complete = []
+        offset = 0
+        for job, start, stop in task.slices:
+            count = stop - start
+            if not job.gone:
+                job.parts.append((start, outputs[offset:offset + count]))
+                job.computed += count
+                if job.computed == job.rows:
+                    complete.append(job)
+            offset += count
+        for job in complete:
+            self._retire(job)
+        return complete
+
+    def fail(self, task: Task) -> list[Job]:
+        """The task's call raised: its live jobs fail with it (returned, and forgotten here)."""
+        self._close(task)
+        failed = [job for job, _, _ in task.slices if not job.gone]
+        for job in dict.fromkeys(failed):
+            self.drop(job)
+        return list(dict.fromkeys(failed))
+
+    def abandon_all(self) -> list[Job]:
+        """Every live job, forgotten (shutdown past its grace period): the caller fails them."""
+        jobs = {job for jobs in self._waiting.values() for job in jobs}
+        jobs |= {job for task in self._tasks for job, _, _ in task.slices}
+        live = [job for job in jobs if not job.gone]
+        for job in live:
+            self.drop(job)
+        self._tasks.clear()
+        self._current = None
+        return live
+
+    def _close(self, task: Task) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+        if self._current is task:
+            self._current = None
+
+    def _retire(self, job: Job) -> None:
+        job.gone = True  # finished: nothing may touch it again
+        job.inputs = None
+        self._held_rows[job.kind] -= job.rows
+        self._live_jobs -= 1

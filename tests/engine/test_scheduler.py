@@ -1,0 +1,270 @@
+"""The scheduler on an injected clock and injected costs: which work runs next across kinds,
+aging, preemption between steps, starvation, batches across requests, admission in time, and
+callers that leave. No model and no threads: a simulated model thread advances the clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from imagebind_vectorizer.engine.costs import CostModel
+from imagebind_vectorizer.engine.scheduler import STRETCH, Job, Priority, Scheduler, Task
+from imagebind_vectorizer.errors import InputError, OverloadedError
+
+TEXT_S, IMAGE_S = 0.05, 3.0  # seconds per row, at batch 1
+STEPS = 10  # steps per forward (stem, 8 blocks, head)
+
+
+class Rows:
+    """Stands in for a (rows, ...) tensor: slicing keeps the row labels."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.labels = labels
+        self.shape = (len(labels),)
+
+    def __getitem__(self, s: slice) -> Rows:
+        return Rows(self.labels[s])
+
+
+def costs(max_batch: int = 32, text_batches: bool = True) -> CostModel:
+    model = CostModel(max_batch)
+    model.observe("image", 1, IMAGE_S)
+    model.observe("image", 2, 2 * IMAGE_S)  # compute-bound: no gain from batching
+    model.observe("video", 1, IMAGE_S)
+    model.observe("text", 1, TEXT_S)
+    if text_batches:
+        model.observe("text", 32, 2 * TEXT_S)  # memory-bound: a batch of 32 costs two rows
+    return model
+
+
+def scheduler(**kw: object) -> Scheduler:
+    options = {"budget_s": 40.0, "max_rows": 256, "max_wait_s": 0.005, "costs": costs()} | kw
+    return Scheduler(**options)  # type: ignore[arg-type]
+
+
+def admit(s: Scheduler, kind: str, now: float, *, rows: int = 1, priority: Priority = Priority.DEFAULT,
+          label: str | None = None) -> Job:
+    job = s.admit([(kind, rows)], priority, now)[0]
+    s.ready(job, Rows([f"{label or kind}:{i}" for i in range(rows)]), now)
+    return job
+
+
+class ModelThread:
+    """Advances the clock by each step's share of the task's true cost, as the engine's model
+    thread would, and records what ran."""
+
+    def __init__(self, s: Scheduler, now: float = 0.0, text_batches: bool = True) -> None:
+        self.s, self.now, self.text_batches = s, now, text_batches
+        self.steps: list[Task] = []
+        self.finished: list[tuple[float, Job]] = []
+
+    def true_seconds(self, task: Task) -> float:
+        per_row = {"text": TEXT_S, "image": IMAGE_S, "video": IMAGE_S}[str(task.kind)]
+        if task.kind == "text" and self.text_batches:
+            return TEXT_S * (1 + task.rows / 32)
+        return per_row * task.rows
+
+    def step(self) -> Task | None:
+        task = self.s.next(self.now)
+        if task is None or isinstance(task, float):
+            return None
+        if task.forward is None:
+            task.forward = 0
+        task.forward += 1
+        took = self.true_seconds(task) / STEPS
+        self.now += took
+        self.s.stepped(task, took, task.forward / STEPS)
+        self.steps.append(task)
+        if task.forward == STEPS:
+            outputs = Rows([label for rows in task.inputs() for label in rows.labels])
+            for job in self.s.finish(task, outputs):
+                self.finished.append((self.now, job))
+        return task
+
+    def run_until_idle(self, limit: int = 10_000) -> None:
+        for _ in range(limit):
+            if self.step() is None:
+                return
+        raise AssertionError("never idle")
+
+
+def test_a_text_admitted_during_an_image_runs_at_the_next_step_and_the_image_resumes() -> None:
+    s = scheduler()
+    thread = ModelThread(s)
+    image = admit(s, "image", 0.0)
+    for _ in range(3):
+        thread.step()
+    image_task = thread.steps[-1]
+    text = admit(s, "text", thread.now)
+    thread.run_until_idle()
+    order = [task.kind for task in thread.steps]
+    assert order == ["image"] * 3 + ["text"] * STEPS + ["image"] * (STEPS - 3)
+    assert all(task is image_task for task in thread.steps if task.kind == "image")  # resumed, not restarted
+    assert [job for _, job in thread.finished] == [text, image]
+    assert text.outputs()[0].labels == ["text:0"] and image.outputs()[0].labels == ["image:0"]
+
+
+def test_order_by_cost_and_waiting_time_with_aging() -> None:
+    s = scheduler()
+    image = admit(s, "image", 0.0)
+    assert image.due == pytest.approx(STRETCH[Priority.DEFAULT] * IMAGE_S)
+    early_text = admit(s, "text", 1.0, label="early")  # cheap: due long before the image
+    thread = ModelThread(s, now=1.0)
+    thread.step()
+    assert thread.steps[-1].slices[0][0] is early_text
+    thread.run_until_idle()
+    # a text that arrives once the image has waited its stretch no longer goes ahead of it
+    s = scheduler()
+    image = admit(s, "image", 0.0)
+    late_text = admit(s, "text", image.due - 0.01, label="late")
+    thread = ModelThread(s, now=image.due - 0.01)
+    thread.step()
+    assert thread.steps[-1].kind == "image"
+    thread.run_until_idle()
+    assert [job for _, job in thread.finished] == [image, late_text]
+
+
+def test_items_of_one_kind_keep_their_arrival_order_and_priority_moves_them() -> None:
+    s = scheduler()
+    first, second = admit(s, "image", 0.0, label="a"), admit(s, "image", 0.1, label="b")
+    query = admit(s, "image", 0.2, priority=Priority.QUERY, label="q")
+    bulk_text = admit(s, "text", 0.3, priority=Priority.BULK)
+    thread = ModelThread(s, now=0.3)
+    thread.run_until_idle()
+    # the query image goes before earlier default ones; a bulk text costs milliseconds, so even
+    # its hundredfold stretch is due before any image
+    assert [job for _, job in thread.finished] == [bulk_text, query, first, second]
+
+
+def test_no_starvation_under_a_constant_stream_of_cheap_work() -> None:
+    """A new text every 40 ms, each taking 50 ms (and no gain from batching them): texts alone
+    would keep the model busy for ever. The image still completes: once it has waited its stretch,
+    no text admitted later goes ahead of it."""
+    s = scheduler(costs=costs(text_batches=False), max_rows=10_000)
+    image = admit(s, "image", 0.0)
+    thread = ModelThread(s, text_batches=False)
+    next_text = 0.0
+    while thread.now < 50:
+        while next_text <= thread.now:
+            admit(s, "text", next_text)
+            next_text += 0.04
+        thread.step()
+    finished = {job: t for t, job in thread.finished}
+    assert image in finished, "the image starved"
+    texts = [job for job in finished if job.kind == "text"]
+    before = [job for job in texts if finished[job] < finished[image]]
+    assert len(before) > 500  # cheap work went first for a long while ...
+    assert all(job.due <= image.due for job in before)  # ... but only work due before the image
+    assert any(job.due > image.due for job in texts)  # and the stream went on after it
+
+
+def test_a_lone_item_never_waits_for_a_batch_to_fill() -> None:
+    s = scheduler(max_wait_s=10.0)
+    admit(s, "text", 0.0)
+    task = s.next(0.0)
+    assert isinstance(task, Task) and task.rows == 1
+
+
+def test_a_batch_that_pays_waits_briefly_for_items_being_preprocessed() -> None:
+    s = scheduler(max_wait_s=0.005)
+    admit(s, "text", 0.0, label="ready")
+    preparing = s.admit([("text", 1)], Priority.DEFAULT, 0.0)[0]
+    wait = s.next(0.001)
+    assert isinstance(wait, float) and 0 < wait <= 0.005
+    s.ready(preparing, Rows(["later:0"]), 0.002)
+    task = s.next(0.002)
+    assert isinstance(task, Task) and task.rows == 2
+    # where batching does not pay (images), nothing waits for the second one
+    s = scheduler(max_wait_s=10.0)
+    admit(s, "image", 0.0)
+    s.admit([("image", 1)], Priority.DEFAULT, 0.0)
+    task = s.next(0.0)
+    assert isinstance(task, Task) and task.rows == 1
+
+
+def test_video_views_are_batched_across_requests_where_batching_pays() -> None:
+    model = costs()
+    model.observe("video", 32, 2 * IMAGE_S)  # a device where a batch of 32 views costs two
+    s = scheduler(costs=model)
+    first, second = admit(s, "video", 0.0, rows=15, label="v1"), admit(s, "video", 0.0, rows=15, label="v2")
+    task = s.next(0.0)
+    assert isinstance(task, Task) and task.rows == 30
+    assert [(job, a, b) for job, a, b in task.slices] == [(first, 0, 15), (second, 0, 15)]
+
+
+def test_batches_hold_at_most_max_batch_rows_and_split_an_item_across_them() -> None:
+    s = scheduler(costs=costs(max_batch=8))
+    video = admit(s, "video", 0.0, rows=15)
+    thread = ModelThread(s)
+    thread.run_until_idle()
+    tasks = list(dict.fromkeys(thread.steps))
+    assert all(task.rows <= 8 for task in tasks)
+    assert sum(task.rows for task in tasks) == 15
+    labels = [label for part in video.outputs() for label in part.labels]
+    assert labels == [f"video:{i}" for i in range(15)]  # every view once, in order
+
+
+def test_admission_is_by_expected_time_per_kind() -> None:
+    """Images fill the budget (13 x 3 s = 39 s of 40); the 14th would complete after 42 s and is
+    refused at once, while a text is admitted: the images are not due before it."""
+    s = scheduler()
+    for i in range(13):
+        s.admit([("image", 1)], Priority.DEFAULT, 0.0)
+    with pytest.raises(OverloadedError, match="image queue is full.*42.0 s.*40 s"):
+        s.admit([("image", 1)], Priority.DEFAULT, 0.0)
+    assert s.held_rows("image") == 13
+    s.admit([("text", 1)], Priority.DEFAULT, 0.0)
+    assert s.expected_wait("text", Priority.DEFAULT, 0.0) < 1.0
+    assert s.expected_wait("image", Priority.DEFAULT, 0.0) > 40.0
+
+
+def test_admission_counts_forward_passes_per_item_against_the_row_bound() -> None:
+    s = scheduler(max_rows=32, costs=CostModel(32))  # nothing measured: the row bound alone
+    s.admit([("video", 15), ("video", 15)], Priority.DEFAULT, 0.0)
+    with pytest.raises(OverloadedError, match="video queue is full \\(30 of 32"):
+        s.admit([("video", 15)], Priority.DEFAULT, 0.0)
+    with pytest.raises(InputError, match="45 video forward passes"):
+        s.admit([("video", 15)] * 3, Priority.DEFAULT, 0.0)
+    for _ in range(10):
+        s.admit([("audio", 3)], Priority.DEFAULT, 0.0)
+    with pytest.raises(OverloadedError, match="audio queue is full \\(30 of 32"):
+        s.admit([("audio", 3)], Priority.DEFAULT, 0.0)
+
+
+def test_an_item_longer_than_the_budget_is_admitted_only_with_nothing_before_it() -> None:
+    s = scheduler(budget_s=10.0)
+    video = s.admit([("video", 15)], Priority.DEFAULT, 0.0)[0]  # 45 s alone: idle server
+    with pytest.raises(OverloadedError):
+        s.admit([("video", 15)], Priority.DEFAULT, 0.0)
+    s.drop(video)
+    assert s.idle
+    s.admit([("video", 15)], Priority.DEFAULT, 0.0)
+
+
+def test_a_caller_that_leaves_frees_its_place_at_once() -> None:
+    s = scheduler()
+    thread = ModelThread(s)
+    gone = admit(s, "image", 0.0, label="gone")
+    kept = admit(s, "image", 0.0, label="kept")
+    thread.step()  # `gone` is in the running batch, `kept` waits
+    s.drop(kept)
+    assert s.held_rows("image") == 1
+    s.drop(gone)
+    assert s.idle and s.held_rows("image") == 0
+    assert s.next(thread.now) is None and s.open_tasks() == []  # its batch is abandoned
+
+
+def test_abandon_all_returns_every_live_job_once() -> None:
+    s = scheduler()
+    thread = ModelThread(s)
+    running = admit(s, "image", 0.0)
+    thread.step()
+    waiting = admit(s, "image", 0.0)
+    preparing = s.admit([("text", 1)], Priority.DEFAULT, 0.0)[0]
+    assert set(s.abandon_all()) == {running, waiting, preparing}
+    assert s.idle and s.next(thread.now) is None
+
+
+def test_priority_parsing() -> None:
+    assert Priority.parse(None) is Priority.DEFAULT and Priority.parse(" Query ") is Priority.QUERY
+    with pytest.raises(InputError, match="query or bulk"):
+        Priority.parse("urgent")
