@@ -207,9 +207,9 @@ def test_admission_is_by_expected_time_per_kind() -> None:
     """Images fill the budget (13 x 3 s = 39 s of 40); the 14th would complete after 42 s and is
     refused at once, while a text is admitted: the images are not due before it."""
     s = scheduler()
-    for i in range(13):
+    for _ in range(13):
         s.admit([("image", 1)], Priority.DEFAULT, 0.0)
-    with pytest.raises(OverloadedError, match="image queue is full.*42.0 s.*40 s"):
+    with pytest.raises(OverloadedError, match=r"image queue is full.*42\.0 s.*40 s"):
         s.admit([("image", 1)], Priority.DEFAULT, 0.0)
     assert s.held_rows("image") == 13
     s.admit([("text", 1)], Priority.DEFAULT, 0.0)
