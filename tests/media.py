@@ -224,3 +224,97 @@ def imu_npy(samples: np.ndarray) -> bytes:
     out = io.BytesIO()
     np.save(out, samples)
     return out.getvalue()
+
+
+# Long recordings with distinct content per window (moment search) -----------------------------
+def window_tone(seconds: float, rate: int, window_s: float, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """(channels, samples) float32: window k holds its own chord and noise, so every window embeds
+    differently and a moment can be told from its neighbours."""
+    total = int(seconds * rate)
+    out = np.empty((channels, total), dtype=np.float32)
+    per_window = int(window_s * rate)
+    for start in range(0, total, per_window):
+        index = start // per_window
+        rng = _rng(seed * 7919 + index)
+        n = min(per_window, total - start)
+        t = np.arange(n) / rate
+        freqs = 110.0 * 2 ** (rng.integers(0, 48, 3) / 12)
+        for c in range(channels):
+            signal = sum(0.25 * np.sin(2 * math.pi * f * (1 + 0.01 * c) * t) for f in freqs)
+            out[c, start:start + n] = np.clip(signal + 0.05 * rng.standard_normal(n), -1, 1)
+    return out
+
+
+def window_video_bytes(seconds: float, fps: int | Fraction, window_s: float, width: int = 96, height: int = 72,
+                       audio_rate: int | None = None, container: str = "mp4", codec: str = "libx264",
+                       audio_codec: str = "aac", seed: int = 0) -> bytes:
+    """A video whose pictures (and soundtrack, with `audio_rate`) change scene every `window_s`
+    seconds; inside a scene the picture drifts a little each frame. Cheap to make at low sizes."""
+    out = io.BytesIO()
+    frames = round(seconds * fps)
+    with av.open(out, mode="w", format=container) as c:
+        stream = c.add_stream(codec, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "18"} if codec == "libx264" else {}
+        sound = None
+        if audio_rate:
+            sound = c.add_stream(audio_codec, rate=audio_rate, layout="mono")
+            samples = window_tone(seconds, audio_rate, window_s, seed=seed)
+            pcm = (samples * 32767).round().astype(np.int16)
+            frame_size = sound.codec_context.frame_size or 1024
+            audio_at = 0
+        scene, scene_index = None, -1
+        for index in range(frames):
+            current = int(index / fps // window_s)
+            if current != scene_index:
+                scene, scene_index = np.asarray(picture(width, height, seed=seed * 1000 + current)), current
+            shifted = np.roll(scene, shift=index % 7, axis=1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(shifted, format="rgb24")):
+                c.mux(packet)
+            if sound is not None:  # interleave the soundtrack up to this frame's time
+                until = min(int((index + 1) / fps * audio_rate), pcm.shape[1])
+                while audio_at + frame_size <= until or (index == frames - 1 and audio_at < pcm.shape[1]):
+                    chunk = np.ascontiguousarray(pcm[:, audio_at:audio_at + frame_size])
+                    frame = av.AudioFrame.from_ndarray(chunk, format="s16p", layout="mono")
+                    frame.sample_rate, frame.pts, frame.time_base = audio_rate, audio_at, Fraction(1, audio_rate)
+                    for packet in sound.encode(frame):
+                        c.mux(packet)
+                    audio_at += chunk.shape[1]
+        for packet in stream.encode(None):
+            c.mux(packet)
+        if sound is not None:
+            for packet in sound.encode(None):
+                c.mux(packet)
+    return out.getvalue()
+
+
+def lossless_video_cut(data: bytes | str, first: int, stop: int) -> bytes:
+    """Frames [first, stop) of a video as an MP4 of their own, losslessly (x264 qp 0 in the same
+    yuv420p, so decoding gives the very pixels the source decoded to)."""
+    out = io.BytesIO()
+    with av.open(io.BytesIO(data) if isinstance(data, bytes) else data) as src, \
+            av.open(out, mode="w", format="mp4") as dst:
+        stream = src.streams.video[0]
+        target = dst.add_stream("libx264", rate=stream.average_rate)
+        target.width, target.height = stream.codec_context.width, stream.codec_context.height
+        target.pix_fmt = "yuv420p"
+        target.options = {"preset": "ultrafast", "qp": "0"}
+        for index, frame in enumerate(src.decode(stream)):
+            if index >= stop:
+                break
+            if index >= first:
+                copy = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+                for packet in target.encode(copy):
+                    dst.mux(packet)
+        for packet in target.encode(None):
+            dst.mux(packet)
+    return out.getvalue()
+
+
+def decoded_audio(data: bytes | str) -> tuple[np.ndarray, int]:
+    """(channels, samples) float32 and rate of the first audio stream, decoded in full."""
+    with av.open(io.BytesIO(data) if isinstance(data, bytes) else data) as src:
+        stream = src.streams.audio[0]
+        chunks = [frame.to_ndarray().astype(np.float32) for frame in src.decode(stream)]
+        return np.concatenate(chunks, axis=1), stream.rate

@@ -33,7 +33,7 @@ def decode_audio(data: bytes, max_seconds: float) -> tuple[torch.Tensor, int]:
     """(channels, samples) float32 in [-1, 1] and the sample rate, decoding at most `max_seconds`."""
     if not data:
         raise InputError("empty audio", reason="empty")
-    truncated = _wav_truncation(data)
+    truncated = wav_truncation(data[:64 * 1024], len(data))
     if truncated:
         raise InputError(truncated, reason="decode")
     try:
@@ -126,20 +126,21 @@ def _header_seconds(container: av.container.InputContainer, stream: av.audio.str
     return None
 
 
-def _wav_truncation(data: bytes) -> str | None:
-    """Why a RIFF/WAVE file was cut short, or None. FFmpeg decodes whatever samples are present
-    and clamps the duration to them, so a truncated upload would silently embed a fragment."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+def wav_truncation(head: bytes, size: int) -> str | None:
+    """Why a RIFF/WAVE file of `size` bytes, whose first bytes are `head`, was cut short, or None.
+    FFmpeg decodes whatever samples are present and clamps the duration to them, so a truncated
+    upload would silently embed a fragment."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
     offset = 12
-    while offset + 8 <= len(data):
-        chunk, size = data[offset:offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
+    while offset + 8 <= len(head):
+        chunk, length = head[offset:offset + 4], struct.unpack_from("<I", head, offset + 4)[0]
         if chunk == b"data":
-            available = len(data) - offset - 8
+            available = size - offset - 8
             # 0 and 0xFFFFFFFF are what streaming writers leave when the length was unknown.
-            if size not in (0, 0xFFFFFFFF) and available < size:
-                return (f"WAV file is truncated: its header announces {size} bytes of samples but the file "
+            if length not in (0, 0xFFFFFFFF) and available < length:
+                return (f"WAV file is truncated: its header announces {length} bytes of samples but the file "
                         f"holds {available}")
             return None
-        offset += 8 + size + (size & 1)  # chunks are padded to an even length
+        offset += 8 + length + (length & 1)  # chunks are padded to an even length
     return None

@@ -55,7 +55,7 @@ def preprocess_video(data: bytes, options: PreprocessOptions) -> torch.Tensor:
     except Exception as exc:
         raise InputError(f"not a video FFmpeg can read: {first_line(exc)}", reason="decode") from exc
     with container:
-        stream = _video_stream(container, limits)
+        stream = video_stream(container, limits)
         try:
             if options.behaviour.video_frames_by_index:
                 clips = _frames_by_index(container, stream, limits)
@@ -65,11 +65,15 @@ def preprocess_video(data: bytes, options: PreprocessOptions) -> torch.Tensor:
             raise
         except Exception as exc:
             raise InputError(f"corrupt video: {first_line(exc)}", reason="decode") from exc
-        views = [view for clip in clips for view in _clip_views(clip)]
+        views = [view for clip in clips for view in clip_views(clip.first, clip.last)]
     return torch.stack(views)
 
 
-def _video_stream(container: av.container.InputContainer, limits: Limits) -> av.video.stream.VideoStream:
+def video_stream(container: av.container.InputContainer, limits: Limits,
+                 max_seconds: float | None = None) -> av.video.stream.VideoStream:
+    """The first video stream, checked against the frame-size and duration limits (`max_seconds`
+    instead of the item limit when a long file is segmented)."""
+    max_seconds = limits.max_video_seconds if max_seconds is None else max_seconds
     if not container.streams.video:
         raise InputError("no video stream in the file", reason="decode")
     stream = container.streams.video[0]
@@ -82,9 +86,8 @@ def _video_stream(container: av.container.InputContainer, limits: Limits) -> av.
         seconds = float(stream.duration * stream.time_base)
     elif container.duration is not None:
         seconds = container.duration / av.time_base
-    if seconds is not None and seconds > limits.max_video_seconds + 1:
-        raise InputError(f"video is {seconds:.1f} s long, over the limit of {limits.max_video_seconds:g} s",
-                         reason="too_long")
+    if seconds is not None and seconds > max_seconds + 1:
+        raise InputError(f"video is {seconds:.1f} s long, over the limit of {max_seconds:g} s", reason="too_long")
     stream.thread_type = "AUTO"  # frame-threaded decoding; output order is unchanged
     return stream
 
@@ -110,13 +113,7 @@ def _frames_by_index(container: av.container.InputContainer, stream: av.video.st
     total = stream.frames or _count_packets(container, stream)
     if total < 1:
         raise InputError("video stream holds no frames", reason="decode")
-    bounds = clip_bounds(total / fps, CLIP_SECONDS, CLIPS, minus_one=True)
-    wanted: list[tuple[int, int]] = []
-    for start, end in bounds:
-        first, stop = math.ceil(fps * start), min(math.ceil(fps * end), total)
-        if stop <= first:
-            raise InputError("a clip of the video holds no frames", reason="decode")
-        wanted.append((first, stop - 1))
+    wanted = clip_frame_indices(total, fps)
     needed = {index for pair in wanted for index in pair}
     picked: dict[int, av.VideoFrame] = {}
     last_needed = max(needed)
@@ -145,10 +142,7 @@ def _frames_by_pts(container: av.container.InputContainer, stream: av.video.stre
         if not frames:
             raise InputError("video stream holds no frames", reason="decode")
         duration_pts = frames[-1].pts
-    duration = int(duration_pts - start_pts) * Fraction(time_base)
-    ranges = []
-    for start, end in clip_bounds(duration, CLIP_SECONDS, CLIPS, minus_one=False):
-        ranges.append((math.ceil(start / time_base) + start_pts, math.ceil(end / time_base) + start_pts))
+    ranges = clip_pts_ranges(int(duration_pts - start_pts), time_base, start_pts)
     clips = [_ClipFrames() for _ in ranges]
     source = frames if frames is not None else _unique_pts(_decoded_frames(container, stream, limits))
     for frame in source:
@@ -158,6 +152,26 @@ def _frames_by_pts(container: av.container.InputContainer, stream: av.video.stre
     if any(clip.first is None for clip in clips):
         raise InputError("a clip of the video holds no frames", reason="decode")
     return clips
+
+
+def clip_frame_indices(total: int, fps: float) -> list[tuple[int, int]]:
+    """(first, last) frame index of each clip of a video of `total` frames at `fps` (decord's
+    indexing, as the official loader uses it)."""
+    wanted: list[tuple[int, int]] = []
+    for start, end in clip_bounds(total / fps, CLIP_SECONDS, CLIPS, minus_one=True):
+        first, stop = math.ceil(fps * start), min(math.ceil(fps * end), total)
+        if stop <= first:
+            raise InputError("a clip of the video holds no frames", reason="decode")
+        wanted.append((first, stop - 1))
+    return wanted
+
+
+def clip_pts_ranges(duration_pts: int, time_base: Fraction, start_pts: int) -> list[tuple[int, int]]:
+    """[low, high) pts of each clip of a stream `duration_pts` long that starts at `start_pts`
+    (pytorchvideo 0.1.5's PyAV decoder, as Weaviate's container uses it)."""
+    duration = duration_pts * Fraction(time_base)
+    return [(math.ceil(start / time_base) + start_pts, math.ceil(end / time_base) + start_pts)
+            for start, end in clip_bounds(duration, CLIP_SECONDS, CLIPS, minus_one=False)]
 
 
 def _unique_pts(frames) -> list[av.VideoFrame]:
@@ -173,9 +187,10 @@ def _count_packets(container: av.container.InputContainer, stream: av.video.stre
     return count
 
 
-def _clip_views(clip: _ClipFrames) -> list[torch.Tensor]:
-    assert clip.first is not None and clip.last is not None
-    frames = np.stack([clip.first.to_ndarray(format="rgb24"), clip.last.to_ndarray(format="rgb24")])
+def clip_views(first: av.VideoFrame | None, last: av.VideoFrame | None) -> list[torch.Tensor]:
+    """A clip's first and last frame -> its CROPS views, each (3, 2, 224, 224)."""
+    assert first is not None and last is not None
+    frames = np.stack([first.to_ndarray(format="rgb24"), last.to_ndarray(format="rgb24")])
     video = torch.from_numpy(frames).permute(3, 0, 1, 2).to(torch.float32) / 255.0  # (C, T, H, W)
     video = _short_side_scale(video, IMAGE_SIZE)
     mean = torch.tensor(CLIP_MEAN, dtype=torch.float32)[:, None, None, None]

@@ -1,0 +1,103 @@
+"""Where the windows of a long recording lie: fixed-length windows every `seconds - overlap`.
+
+A window is emitted while it holds media that no earlier window covered: the last one ends at the
+end of the file and may be shorter (a tail under MIN_TAIL_SECONDS is dropped: too short to say
+anything, and the recipe would mostly pad it). Times are seconds on the file's own clock, the first
+sample or frame being 0."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+#: a window shorter than this at the end of a file is not emitted
+MIN_TAIL_SECONDS = 0.5
+#: ImageBind's clips are 2 s long: a shorter window would be mostly padding
+MIN_WINDOW_SECONDS = 2.0
+#: a window is one item for the model; the single-item duration limit is the natural bound
+MAX_WINDOW_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How a long file is cut: `seconds` per window, `overlap` seconds shared by neighbours."""
+
+    seconds: float = 10.0
+    overlap: float = 0.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (isinstance(self.seconds, int | float) and math.isfinite(self.seconds)):
+            problems.append(f"window length {self.seconds!r} is not a number")
+        elif not MIN_WINDOW_SECONDS <= self.seconds <= MAX_WINDOW_SECONDS:
+            problems.append(f"window length {self.seconds:g} s is outside [{MIN_WINDOW_SECONDS:g}, "
+                            f"{MAX_WINDOW_SECONDS:g}] s")
+        if not (isinstance(self.overlap, int | float) and math.isfinite(self.overlap)):
+            problems.append(f"window overlap {self.overlap!r} is not a number")
+        elif self.overlap < 0 or (not problems and self.overlap > self.seconds / 2):
+            problems.append(f"window overlap {self.overlap:g} s must be between 0 and half the window "
+                            f"({self.seconds / 2:g} s)")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def stride(self) -> float:
+        return self.seconds - self.overlap
+
+    def start(self, index: int) -> float:
+        return index * self.stride
+
+    def first_overlapping(self, t: float) -> int:
+        """The first window whose span [start, start + seconds) contains or follows time t."""
+        return max(0, math.floor((t - self.seconds) / self.stride) + 1)
+
+    def window(self, index: int, duration: float | None = None) -> Window | None:
+        """Window `index` of a file of `duration` seconds (None: not known yet, assume it goes on),
+        or None if the file has no such window."""
+        start = self.start(index)
+        if duration is not None:
+            if index > 0 and self.start(index - 1) + self.seconds >= duration:
+                return None  # the previous window already reached the end
+            if start >= duration or (index > 0 and duration - start < MIN_TAIL_SECONDS):
+                return None
+            return Window(index, start, min(start + self.seconds, duration))
+        return Window(index, start, start + self.seconds)
+
+    def windows(self, duration: float) -> list[Window]:
+        out = []
+        while (w := self.window(len(out), duration)) is not None:
+            out.append(w)
+        return out
+
+    def key(self) -> str:
+        """A short stable text naming these settings (part of segment object UUIDs)."""
+        return f"w{self.seconds:g}o{self.overlap:g}"
+
+    @classmethod
+    def parse(cls, text: str) -> WindowSpec:
+        """`10`, `10s`, `10s,2s` or `10,2` -> WindowSpec(10, 2)."""
+        parts = [p.strip().lower().removesuffix("s") for p in text.split(",")]
+        if not 1 <= len(parts) <= 2 or not all(parts):
+            raise ValueError(f"segments {text!r}: expected SECONDS[,OVERLAP], e.g. 10s or 10s,2s")
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"segments {text!r}: expected SECONDS[,OVERLAP], e.g. 10s or 10s,2s") from None
+        return cls(*values)
+
+
+@dataclass(frozen=True)
+class Window:
+    index: int
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+def settings_digest(*parts: object) -> str:
+    """A 16-hex-digit digest of what changes a segment's vectors (window spec, profile, model)."""
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
