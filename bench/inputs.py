@@ -8,7 +8,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.server.grpc_service import MODALITY_OF_KIND
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.weaviate_http import FIELD_OF_KIND

@@ -30,7 +30,7 @@ from bench.inputs import Payloads, unique_texts
 from bench.load import HttpClient, fetch_vectors, run_level
 from bench.report import LEVEL_HEADERS, level_row, plot, table
 from bench.server import ServerProcess
-from imagebind_vectorizer.modality import InputKind, parse_encoders
+from imagebind_vectorizer.kinds import InputKind, parse_encoders
 from tests import media
 
 #: the reference container: each request alone (the client's global lock), every item's forward
@@ -267,7 +267,7 @@ def print_summary(record: dict[str, Any]) -> None:
 # Start-up -------------------------------------------------------------------------------------------
 def random_checkpoint(model_config: str) -> Path:
     """A checkpoint of random weights in the official format, made once and kept in the cache."""
-    from imagebind_vectorizer.modality import ENCODERS
+    from imagebind_vectorizer.kinds import ENCODERS
     from imagebind_vectorizer.model.checkpoint import save_official_checkpoint
     from imagebind_vectorizer.model.config import load_config
     from imagebind_vectorizer.model.imagebind import random_model

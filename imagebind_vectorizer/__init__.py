@@ -1,7 +1,7 @@
 """ImageBind as a vectorizer: model, preprocessing, serving and Weaviate integration."""
 
 from imagebind_vectorizer.errors import CheckpointError, ImageBindError, InputError, OverloadedError
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 
 __version__ = "0.1.0"
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from imagebind_vectorizer import __version__
 from imagebind_vectorizer.errors import ConfigError, InputError
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.model.checkpoint import load_model, prefetch_pages, resolve_checkpoint
 from imagebind_vectorizer.model.config import load_config
 from imagebind_vectorizer.model.download import read_sidecar, sha256_file, write_sidecar

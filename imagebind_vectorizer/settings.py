@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from imagebind_vectorizer.errors import ConfigError
-from imagebind_vectorizer.modality import InputKind, parse_encoders
+from imagebind_vectorizer.kinds import InputKind, parse_encoders
 from imagebind_vectorizer.model.checkpoint import CheckpointSource
 from imagebind_vectorizer.model.download import OFFICIAL_CHECKPOINT_URL
 from imagebind_vectorizer.preprocess.profiles import (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from imagebind_vectorizer.modality import ENCODERS, InputKind
+from imagebind_vectorizer.kinds import ENCODERS, InputKind
 from imagebind_vectorizer.model.config import load_config
 from imagebind_vectorizer.model.imagebind import average_clips, random_model
 from imagebind_vectorizer.preprocess import PreprocessOptions, preprocess

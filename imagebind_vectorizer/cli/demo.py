@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 
 SAMPLE_MEDIA = Path(__file__).resolve().parents[1] / "sample_media"
 RANDOM_BANNER = ("RANDOM WEIGHTS: the whole pipeline runs, but the model is untrained, so every ranking and "

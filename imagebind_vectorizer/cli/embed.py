@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from imagebind_vectorizer.errors import InputError
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.settings import Settings, add_arguments
 
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.client import add_connection_arguments
 
 

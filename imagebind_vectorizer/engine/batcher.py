@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from imagebind_vectorizer.errors import DeadlineExceededError
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 
 log = logging.getLogger(__name__)
 

@@ -21,18 +21,10 @@ from imagebind_vectorizer.engine.batcher import Batcher, WorkItem
 from imagebind_vectorizer.engine.cache import VectorCache, content_key
 from imagebind_vectorizer.engine.metrics import EngineMetrics
 from imagebind_vectorizer.errors import DeadlineExceededError, InputError, NotReadyError, OverloadedError
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
-
-#: forward passes per item, known before decoding so admission can count them
-ROWS_PER_ITEM = {InputKind.AUDIO: 3, InputKind.VIDEO: 15}
-
-
-def rows_per_item(kind: InputKind) -> int:
-    return ROWS_PER_ITEM.get(kind, 1)
-
 
 class State(StrEnum):
     STARTING = "starting"
@@ -211,7 +203,7 @@ class Engine:
     def _admit(self, todo: list[tuple[InputKind, int, bytes | str, bytes | None]]) -> list[_Slot]:
         need: dict[InputKind, int] = {}
         for kind, *_ in todo:
-            need[kind] = need.get(kind, 0) + rows_per_item(kind)
+            need[kind] = need.get(kind, 0) + kind.facts.rows_per_item
         limit = self.settings.queue_size
         for kind, rows in need.items():
             if rows > limit:
@@ -223,7 +215,7 @@ class Engine:
                                       "passes waiting); retry later")
         slots = []
         for kind, *_ in todo:
-            rows = rows_per_item(kind)
+            rows = kind.facts.rows_per_item
             self._pending[kind] += rows
             slots.append(_Slot(self, kind, rows))
             self.metrics.queue_depth.labels(kind.value).set(self._pending[kind])

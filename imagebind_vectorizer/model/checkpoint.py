@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from imagebind_vectorizer.errors import CheckpointError, first_line
-from imagebind_vectorizer.modality import ENCODERS
+from imagebind_vectorizer.kinds import ENCODERS
 from imagebind_vectorizer.model.config import ImageBindConfig
 from imagebind_vectorizer.model.download import (
     OFFICIAL_CHECKPOINT_URL,

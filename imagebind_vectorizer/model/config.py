@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from imagebind_vectorizer.errors import ConfigError
+from imagebind_vectorizer.kinds import IMAGE_SIZE
 
-# Input geometry fixed by the official code (not constructor arguments).
-IMAGE_SIZE = 224
-TEXT_CONTEXT_LENGTH = 77
+# Fixed by the official code (not constructor arguments); the input geometry is in kinds.py.
 TEXT_VOCAB_SIZE = 49408
-IMU_CHANNELS = 6
-IMU_SAMPLES = 2000
 IMU_PATCH = 8  # the official IMU stem is hard-wired to 8-sample windows (Linear 48 -> D)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from imagebind_vectorizer.modality import ENCODERS
+from imagebind_vectorizer.kinds import ENCODERS
 from imagebind_vectorizer.model.audio import AudioEncoder
 from imagebind_vectorizer.model.config import ImageBindConfig
 from imagebind_vectorizer.model.depth import DepthEncoder

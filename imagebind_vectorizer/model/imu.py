@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from imagebind_vectorizer.model.config import IMU_CHANNELS, IMU_PATCH, IMU_SAMPLES, ImageBindConfig
+from imagebind_vectorizer.kinds import IMU_CHANNELS, IMU_SAMPLES
+from imagebind_vectorizer.model.config import IMU_PATCH, ImageBindConfig
 from imagebind_vectorizer.model.encoder import Encoder, official_postprocessor_prefixes
 from imagebind_vectorizer.model.layers import STEM_LN_EPS, ClsHead, Trunk
 

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from imagebind_vectorizer.model.config import TEXT_CONTEXT_LENGTH, TEXT_VOCAB_SIZE, ImageBindConfig
+from imagebind_vectorizer.kinds import TEXT_CONTEXT_LENGTH
+from imagebind_vectorizer.model.config import TEXT_VOCAB_SIZE, ImageBindConfig
 from imagebind_vectorizer.model.encoder import Encoder, official_postprocessor_prefixes
 from imagebind_vectorizer.model.layers import TRUNK_LN_EPS, Trunk
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from imagebind_vectorizer.model.config import IMAGE_SIZE, ImageBindConfig
+from imagebind_vectorizer.kinds import IMAGE_SIZE
+from imagebind_vectorizer.model.config import ImageBindConfig
 from imagebind_vectorizer.model.encoder import ConvPatchEncoder
 
 THERMAL_SCALE = 10.0

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 
 from imagebind_vectorizer.errors import InputError
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess.audio import preprocess_audio
 from imagebind_vectorizer.preprocess.depth import preprocess_depth
 from imagebind_vectorizer.preprocess.image import preprocess_image

@@ -16,12 +16,13 @@ import torchaudio
 from torch.nn import functional as F
 
 from imagebind_vectorizer.errors import InputError, first_line
+from imagebind_vectorizer.kinds import AUDIO_CLIPS
 from imagebind_vectorizer.preprocess.clips import clip_bounds
 from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
 
 SAMPLE_RATE = 16_000
 CLIP_SECONDS = 2
-CLIPS = 3
+CLIPS = AUDIO_CLIPS
 MEL_BINS = 128
 TARGET_FRAMES = 204
 FBANK_MEAN = -4.268

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imagebind_vectorizer.errors import InputError
-from imagebind_vectorizer.model.config import IMAGE_SIZE
+from imagebind_vectorizer.kinds import IMAGE_SIZE
 from imagebind_vectorizer.preprocess.profiles import Limits
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

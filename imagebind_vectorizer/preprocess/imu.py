@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from imagebind_vectorizer.errors import InputError
-from imagebind_vectorizer.model.config import IMU_CHANNELS, IMU_SAMPLES
+from imagebind_vectorizer.kinds import IMU_CHANNELS, IMU_SAMPLES
 from imagebind_vectorizer.preprocess.profiles import Limits, PreprocessOptions
 
 NPY_MAGIC = b"\x93NUMPY"

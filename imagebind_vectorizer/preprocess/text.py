@@ -16,7 +16,7 @@ from types import ModuleType
 import torch
 
 from imagebind_vectorizer.errors import InputError
-from imagebind_vectorizer.model.config import TEXT_CONTEXT_LENGTH
+from imagebind_vectorizer.kinds import TEXT_CONTEXT_LENGTH
 from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
 
 _BPE_CACHE_LIMIT = 200_000  # open_clip caches every word it has seen; a server must bound that

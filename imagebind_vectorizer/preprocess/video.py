@@ -21,16 +21,15 @@ import torch
 from torch.nn import functional as F
 
 from imagebind_vectorizer.errors import InputError, first_line
-from imagebind_vectorizer.model.config import IMAGE_SIZE
+from imagebind_vectorizer.kinds import IMAGE_SIZE, VIDEO_CLIPS, VIDEO_CROPS
 from imagebind_vectorizer.preprocess.clips import clip_bounds
 from imagebind_vectorizer.preprocess.imaging import CLIP_MEAN, CLIP_STD
 from imagebind_vectorizer.preprocess.profiles import Limits, PreprocessOptions
 
 CLIP_SECONDS = 2
-CLIPS = 5
+CLIPS = VIDEO_CLIPS
 FRAMES_PER_CLIP = 2
-CROPS = 3
-VIEWS = CLIPS * CROPS
+CROPS = VIDEO_CROPS
 
 
 @dataclass

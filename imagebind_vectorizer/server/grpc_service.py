@@ -30,7 +30,7 @@ from imagebind_vectorizer.errors import (
     NotReadyError,
     OverloadedError,
 )
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2_grpc as pb_grpc
 from imagebind_vectorizer.settings import Settings
@@ -44,16 +44,8 @@ STREAM_MAX_IN_FLIGHT = 64
 HEALTH_WATCH_INTERVAL_S = 0.1
 _INT32_MAX = 2**31 - 1
 
-KIND_OF_MODALITY: dict[int, InputKind] = {
-    pb.MODALITY_TEXT: InputKind.TEXT,
-    pb.MODALITY_IMAGE: InputKind.IMAGE,
-    pb.MODALITY_AUDIO: InputKind.AUDIO,
-    pb.MODALITY_VIDEO: InputKind.VIDEO,
-    pb.MODALITY_DEPTH: InputKind.DEPTH,
-    pb.MODALITY_THERMAL: InputKind.THERMAL,
-    pb.MODALITY_IMU: InputKind.IMU,
-}
-MODALITY_OF_KIND: dict[InputKind, int] = {kind: modality for modality, kind in KIND_OF_MODALITY.items()}
+MODALITY_OF_KIND: dict[InputKind, int] = {kind: pb.Modality.Value(kind.facts.grpc_modality) for kind in InputKind}
+KIND_OF_MODALITY: dict[int, InputKind] = {modality: kind for kind, modality in MODALITY_OF_KIND.items()}
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:

@@ -25,30 +25,14 @@ from imagebind_vectorizer.errors import (
     NotReadyError,
     OverloadedError,
 )
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import WEAVIATE_KIND_ORDER, InputKind
 
 log = logging.getLogger(__name__)
 
 #: request field -> input kind, in the order Weaviate's Go client declares them
-REQUEST_FIELDS: dict[str, InputKind] = {
-    "texts": InputKind.TEXT,
-    "images": InputKind.IMAGE,
-    "audio": InputKind.AUDIO,
-    "video": InputKind.VIDEO,
-    "imu": InputKind.IMU,
-    "thermal": InputKind.THERMAL,
-    "depth": InputKind.DEPTH,
-}
-RESPONSE_FIELDS: dict[InputKind, str] = {
-    InputKind.TEXT: "textVectors",
-    InputKind.IMAGE: "imageVectors",
-    InputKind.AUDIO: "audioVectors",
-    InputKind.VIDEO: "videoVectors",
-    InputKind.IMU: "imuVectors",
-    InputKind.THERMAL: "thermalVectors",
-    InputKind.DEPTH: "depthVectors",
-}
-FIELD_OF_KIND = {kind: name for name, kind in REQUEST_FIELDS.items()}
+REQUEST_FIELDS: dict[str, InputKind] = {kind.facts.request_key: kind for kind in WEAVIATE_KIND_ORDER}
+RESPONSE_FIELDS: dict[InputKind, str] = {kind: kind.facts.response_key for kind in WEAVIATE_KIND_ORDER}
+FIELD_OF_KIND: dict[InputKind, str] = {kind: kind.facts.request_key for kind in WEAVIATE_KIND_ORDER}
 ENGINE_KEY = web.AppKey("engine", Engine)
 
 

@@ -19,20 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.errors import QueryError
 from imagebind_vectorizer.weaviate.search import QueryInput
 from imagebind_vectorizer.weaviate.vectorizer import VectorizerClient
 
-DEFAULT_TEMPLATES: dict[InputKind, str] = {
-    InputKind.TEXT: "{label}",
-    InputKind.IMAGE: "a photo of {label}.",
-    InputKind.VIDEO: "a video of {label}.",
-    InputKind.AUDIO: "the sound of {label}.",
-    InputKind.DEPTH: "a depth map of {label}.",
-    InputKind.THERMAL: "a thermal image of {label}.",
-    InputKind.IMU: "{label}.",
-}
+DEFAULT_TEMPLATES: dict[InputKind, str] = {kind: kind.facts.zero_shot_template for kind in InputKind}
 #: used when the server does not report its text scale (the official model's clamp value)
 FALLBACK_TEXT_SCALE = 100.0
 

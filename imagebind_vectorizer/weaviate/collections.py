@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import WEAVIATE_KIND_ORDER, InputKind
 from imagebind_vectorizer.weaviate.client import weaviate_errors
 from imagebind_vectorizer.weaviate.errors import SchemaError
 
@@ -43,22 +43,16 @@ if TYPE_CHECKING:
 
 MODULE = "multi2vec-bind"
 TEXT_PROPERTIES: tuple[str, ...] = ("text", "title")
-MEDIA_KINDS: tuple[InputKind, ...] = (InputKind.IMAGE, InputKind.AUDIO, InputKind.VIDEO, InputKind.DEPTH,
-                                      InputKind.THERMAL, InputKind.IMU)
+MEDIA_KINDS: tuple[InputKind, ...] = tuple(kind for kind in InputKind if kind is not InputKind.TEXT)
 #: media property name -> its input kind (the property is named after the kind)
 MEDIA_PROPERTIES: dict[str, InputKind] = {kind.value: kind for kind in MEDIA_KINDS}
 VECTORIZED_FIELDS: tuple[str, ...] = (*TEXT_PROPERTIES, *MEDIA_PROPERTIES)
 BOOKKEEPING_PROPERTIES: tuple[str, ...] = ("source", "sha256", "modalities", "format")
 RESERVED = frozenset(VECTORIZED_FIELDS) | frozenset(BOOKKEEPING_PROPERTIES)
 
-#: the order in which Weaviate concatenates an object's vectors and the weights lists
-WEAVIATE_KIND_ORDER: tuple[InputKind, ...] = (InputKind.TEXT, InputKind.IMAGE, InputKind.AUDIO, InputKind.VIDEO,
-                                              InputKind.IMU, InputKind.THERMAL, InputKind.DEPTH)
-MODULE_FIELD_KEYS: dict[InputKind, str] = {
-    InputKind.TEXT: "textFields", InputKind.IMAGE: "imageFields", InputKind.AUDIO: "audioFields",
-    InputKind.VIDEO: "videoFields", InputKind.IMU: "imuFields", InputKind.THERMAL: "thermalFields",
-    InputKind.DEPTH: "depthFields",
-}
+#: input kind -> the module-config key of its fields, in the order Weaviate concatenates an object's
+#: vectors and the weights lists
+MODULE_FIELD_KEYS: dict[InputKind, str] = {kind: kind.facts.module_fields_key for kind in WEAVIATE_KIND_ORDER}
 DEFAULT_VECTOR = "default"
 _NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,229}$")
 
@@ -272,7 +266,8 @@ class CollectionInfo:
 
     def ignored_imu_keys(self) -> list[str]:
         """Vectors whose config uses the client's `IMUFields` spelling, which Weaviate ignores."""
-        return [name for name, cfg in self.vectors.items() if "IMUFields" in cfg and "imuFields" not in cfg]
+        key = InputKind.IMU.facts.module_fields_key
+        return [name for name, cfg in self.vectors.items() if "IMUFields" in cfg and key not in cfg]
 
     def weighted_fields(self) -> dict[str, list[str]]:
         """vector name -> its fields, for vectors with weights (where missing fields shift weights)."""

@@ -13,7 +13,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 
 
 @dataclass(frozen=True)

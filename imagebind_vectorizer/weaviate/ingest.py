@@ -30,14 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import WEAVIATE_KIND_ORDER, InputKind
 from imagebind_vectorizer.weaviate.client import first_line
 from imagebind_vectorizer.weaviate.collections import (
     BOOKKEEPING_PROPERTIES,
     MEDIA_PROPERTIES,
     MODULE_FIELD_KEYS,
     TEXT_PROPERTIES,
-    WEAVIATE_KIND_ORDER,
     CollectionInfo,
     describe,
 )

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.client import weaviate_errors
 from imagebind_vectorizer.weaviate.collections import MEDIA_PROPERTIES, describe
 from imagebind_vectorizer.weaviate.errors import QueryError
@@ -31,14 +31,6 @@ from imagebind_vectorizer.weaviate.vectorizer import VectorizerClient
 
 if TYPE_CHECKING:
     from weaviate.collections import Collection
-
-#: the Weaviate search operator each input kind uses
-OPERATORS: dict[InputKind, str] = {
-    InputKind.TEXT: "nearText", InputKind.IMAGE: "nearImage", InputKind.AUDIO: "nearAudio",
-    InputKind.VIDEO: "nearVideo", InputKind.DEPTH: "nearDepth", InputKind.THERMAL: "nearThermal",
-    InputKind.IMU: "nearIMU",
-}
-
 
 @dataclass(frozen=True)
 class QueryInput:
@@ -249,12 +241,12 @@ def search(collection: Collection, inputs: Sequence[QueryInput], *, weights: Seq
             with weaviate_errors("hybrid query"):
                 response = query.hybrid(str(text), alpha=hybrid_alpha, **common)
             return SearchResult("hybrid", _hits(response.objects), labels)
-        with weaviate_errors(f"{OPERATORS[item.kind]} query"):
+        with weaviate_errors(f"{item.kind.facts.near_operator} query"):
             if item.kind is InputKind.TEXT:
                 response = query.near_text(str(item.data()), **common)
             else:
                 response = query.near_media(item.base64(), NearMediaType(item.kind.value), **common)
-        return SearchResult(OPERATORS[item.kind], _hits(response.objects), labels)
+        return SearchResult(item.kind.facts.near_operator, _hits(response.objects), labels)
     if hybrid_alpha is not None:
         raise QueryError("--hybrid-alpha works with a single --text query, not with composed queries")
     if server is None:

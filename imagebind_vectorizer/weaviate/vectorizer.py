@@ -13,20 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.client import split_url
 from imagebind_vectorizer.weaviate.errors import QueryError, WeaviateConnectError
-
-#: input kind -> (request key, response key), as in Weaviate's multi2vec-bind client
-WIRE_KEYS: dict[InputKind, tuple[str, str]] = {
-    InputKind.TEXT: ("texts", "textVectors"),
-    InputKind.IMAGE: ("images", "imageVectors"),
-    InputKind.AUDIO: ("audio", "audioVectors"),
-    InputKind.VIDEO: ("video", "videoVectors"),
-    InputKind.IMU: ("imu", "imuVectors"),
-    InputKind.THERMAL: ("thermal", "thermalVectors"),
-    InputKind.DEPTH: ("depth", "depthVectors"),
-}
 
 
 def encode_item(kind: InputKind, item: bytes | str) -> str:
@@ -76,7 +65,7 @@ class VectorizerClient:
 
     def vectorize(self, items: Mapping[InputKind, Sequence[bytes | str]]) -> dict[InputKind, np.ndarray]:
         """One request with every kind's items; returns (n, D) float32 arrays in input order."""
-        payload = {WIRE_KEYS[kind][0]: [encode_item(kind, item) for item in values]
+        payload = {kind.facts.request_key: [encode_item(kind, item) for item in values]
                    for kind, values in items.items() if values}
         status, body = self._request("POST", "/vectorize", json.dumps(payload).encode())
         try:
@@ -90,7 +79,7 @@ class VectorizerClient:
         for kind, values in items.items():
             if not values:
                 continue
-            vectors = np.asarray(answer.get(WIRE_KEYS[kind][1]) or [], dtype=np.float32)
+            vectors = np.asarray(answer.get(kind.facts.response_key) or [], dtype=np.float32)
             if vectors.shape[0] != len(values):
                 raise QueryError(f"the vectorizer returned {vectors.shape[0]} {kind.value} vectors for "
                                  f"{len(values)} inputs")
