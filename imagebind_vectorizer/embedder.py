@@ -8,14 +8,12 @@ engine builds on the same three steps (preprocess -> forward -> finish) to batch
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,32 +27,15 @@ from imagebind_vectorizer.model.config import load_config
 from imagebind_vectorizer.model.download import read_sidecar, sha256_file, write_sidecar
 from imagebind_vectorizer.model.imagebind import ImageBind, average_clips, random_model
 from imagebind_vectorizer.preprocess import preprocess
+from imagebind_vectorizer.preprocess.profiles import Profile
 from imagebind_vectorizer.preprocess.text import get_tokenizer
-from imagebind_vectorizer.settings import Settings
+from imagebind_vectorizer.runtime.info import CheckpointInfo, ModelInfo
+from imagebind_vectorizer.settings import OutputScaling, Settings
 
 log = logging.getLogger(__name__)
 
 #: a forward never gets more rows than this, whatever the caller passes to `embed`
 DEFAULT_CHUNK = 16
-
-
-@dataclass
-class CheckpointInfo:
-    path: str | None
-    size: int | None
-    sha256: str | None  # None until known (computed in the background for unrecorded files)
-    random_seed: int | None = None
-
-    @property
-    def model_id(self) -> str:
-        """Identifies the weights for cache keys without hashing gigabytes at start-up."""
-        if self.random_seed is not None:
-            return f"random-{self.random_seed}"
-        if self.sha256:
-            return self.sha256
-        stat = Path(self.path).stat() if self.path else None
-        basis = f"{self.path}:{stat.st_size}:{stat.st_mtime_ns}" if stat else "unknown"
-        return "file-" + hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
 class Embedder:
@@ -114,7 +95,7 @@ class Embedder:
     def finish(self, per_clip: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
         """Average each item's clips and apply the output scaling."""
         vectors = average_clips(per_clip, list(counts))
-        if self.settings.output_scaling == "unit":
+        if self.settings.output_scaling == OutputScaling.UNIT:
             vectors = F.normalize(vectors, dim=-1)
         return vectors
 
@@ -130,7 +111,7 @@ class Embedder:
             try:
                 inputs.append(preprocess(kind, item, self.options))
             except InputError as exc:
-                raise exc.located(kind.value, index) from exc
+                raise exc.at(kind, index) from exc
         counts = [x.shape[0] for x in inputs]
         rows = torch.cat(inputs)
         return self.finish(self.forward_rows(kind, rows, chunk), counts).numpy()
@@ -138,52 +119,43 @@ class Embedder:
     def require(self, kind: InputKind) -> None:
         if kind.encoder not in self.model.enabled:
             raise InputError(f"{kind.value} is not enabled on this server (enabled encoders: "
-                             f"{', '.join(self.model.enabled)})", reason="disabled", field=kind.value)
+                             f"{', '.join(self.model.enabled)})", reason="disabled", kind=kind)
 
     # Metadata ---------------------------------------------------------------------------------
     def ensure_checkpoint_digest(self) -> None:
-        """Compute the checkpoint's sha256 in the background when no sidecar records it."""
+        """Compute the checkpoint's sha256 in the background when no sidecar records it; then
+        `checkpoint` (and so `model_info()`) carries it."""
         info = self.checkpoint
         if info.sha256 or not info.path or self._digest_thread is not None:
             return
+        path = Path(info.path)
 
         def work() -> None:
-            assert info.path is not None
-            record = sha256_file(Path(info.path))
-            info.sha256 = record.sha256
-            write_sidecar(Path(info.path), record)
+            record = sha256_file(path)
+            write_sidecar(path, record)
+            self.checkpoint = dataclasses.replace(info, sha256=record.sha256)
             log.info("checkpoint sha256 %s", record.sha256)
 
         self._digest_thread = threading.Thread(target=work, name="checkpoint-sha256", daemon=True)
         self._digest_thread.start()
 
-    def meta(self) -> dict[str, Any]:
+    def model_info(self) -> ModelInfo:
         s = self.settings
-        return {
-            "model": "ImageBindModel",
-            "version": 1,
-            "name": f"imagebind-{self.config.name}",
-            "server": "imagebind-vectorizer",
-            "serverVersion": __version__,
-            "architecture": self.config.name,
-            "architectureConfig": self.config.to_json(),
-            "dimensions": self.config.out_embed_dim,
-            "checkpoint": {
-                "path": self.checkpoint.path,
-                "sizeBytes": self.checkpoint.size,
-                "sha256": self.checkpoint.sha256,
-                "weights": "random" if self.checkpoint.random_seed is not None else "checkpoint",
-            },
-            "modalities": list(self.model.enabled),
-            "inputKinds": [k.value for k in s.enabled_kinds],
-            "device": str(self.device),
-            "dtype": s.dtype,
-            "preprocessing": s.preprocessing,
-            "outputScaling": s.output_scaling,
-            # The official per-encoder output scales (text: the learned logit scale); zero-shot
-            # classification multiplies cosine similarities by the text scale, as the paper does.
-            "logitScales": {name: round(float(enc.scale_value()), 6) for name, enc in self.model.encoders.items()},
-        }
+        return ModelInfo(
+            name=f"imagebind-{self.config.name}",
+            server_version=__version__,
+            architecture=self.config.name,
+            architecture_config=self.config.to_json(),
+            dimensions=self.config.out_embed_dim,
+            checkpoint=self.checkpoint,
+            encoders=tuple(self.model.enabled),
+            input_kinds=s.enabled_kinds,
+            device=str(self.device),
+            dtype=s.dtype,
+            preprocessing=Profile(s.preprocessing),
+            output_scaling=OutputScaling(s.output_scaling),
+            logit_scales={name: round(float(enc.scale_value()), 6) for name, enc in self.model.encoders.items()},
+        )
 
 
 def _keep_scales_float32(model: ImageBind) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from imagebind_vectorizer.kinds import InputKind
+
 
 def first_line(exc: BaseException) -> str:
     """A library exception's first line (at most 300 characters), for messages users read."""
@@ -16,24 +18,36 @@ class ImageBindError(Exception):
 class InputError(ImageBindError):
     """A bad input: undecodable, over a limit, or of the wrong kind.
 
-    `field` is the input kind (e.g. "images") and `index` the item's position in its list, so a
-    client can tell exactly which item was rejected. `reason` is a short machine-readable tag used
-    as a metrics label (e.g. "decode", "too_large").
+    Where it happened, in the engine's terms: `kind` (the input kind) and `index` (the item's
+    position among that kind's items). A transport names the place in its own vocabulary with
+    `field` (HTTP: the request key, "images"; gRPC: "items") and, where its positions differ,
+    its own index; without a field the kind's name is used ("image[1]"). `reason` is a short
+    machine-readable tag used as a metrics label (e.g. "decode", "too_large").
     """
 
-    def __init__(self, message: str, *, reason: str = "invalid", field: str | None = None,
-                 index: int | None = None) -> None:
+    def __init__(self, message: str, *, reason: str = "invalid", kind: InputKind | None = None,
+                 field: str | None = None, index: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
-        self.field = field
+        self.kind = kind
+        self._field = field
         self.index = index
 
-    def located(self, field: str | None, index: int | None) -> InputError:
-        """The same error, tagged with where it happened (keeps an existing location)."""
-        return InputError(self.message, reason=self.reason,
-                          field=self.field if self.field is not None else field,
+    @property
+    def field(self) -> str | None:
+        if self._field is not None:
+            return self._field
+        return self.kind.value if self.kind is not None else None
+
+    def at(self, kind: InputKind, index: int | None) -> InputError:
+        """The same error, tagged with the kind and index it happened at (keeps an existing index)."""
+        return InputError(self.message, reason=self.reason, kind=kind, field=self._field,
                           index=self.index if self.index is not None else index)
+
+    def named(self, field: str, index: int | None) -> InputError:
+        """The same error, placed in a transport's vocabulary (its field name and item index)."""
+        return InputError(self.message, reason=self.reason, kind=self.kind, field=field, index=index)
 
     def __str__(self) -> str:
         if self.field is not None and self.index is not None:

@@ -11,6 +11,7 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,16 @@ from imagebind_vectorizer.preprocess.profiles import (
 )
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class OutputScaling(StrEnum):
+    """What the server returns: unit-length vectors (what cosine search wants), or the official
+    model's outputs, each encoder's embedding times its fixed or learned scale."""
+
+    UNIT = "unit"
+    OFFICIAL = "official"
+
+
 _LIMITS = Limits()
 _DEPTH = DepthOptions()
 
@@ -62,7 +73,7 @@ class Settings:
                               "model", choices=tuple(p.value for p in Profile))
     output_scaling: str = _opt("unit", "IMAGEBIND_OUTPUT_SCALING",
                                "unit-length vectors, or the official model's scaled outputs", "model",
-                               choices=("unit", "official"))
+                               choices=tuple(s.value for s in OutputScaling))
     random_weights: bool = _opt(False, "IMAGEBIND_RANDOM_WEIGHTS",
                                 "random weights instead of a checkpoint (benchmarks and tests only)", "model")
     torch_threads: int = _opt(0, "IMAGEBIND_TORCH_THREADS", "intra-op threads for torch (0: torch's default)",

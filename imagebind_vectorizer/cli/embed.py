@@ -30,7 +30,7 @@ def read_inputs(kind: InputKind, inputs: list[str]) -> list[bytes | str]:
         try:
             items.append(Path(name).read_bytes())
         except OSError as exc:
-            raise InputError(f"cannot read {name}: {exc.strerror}", reason="io", field=kind.value,
+            raise InputError(f"cannot read {name}: {exc.strerror}", reason="io", kind=kind,
                              index=index) from exc
     return items
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if kind is InputKind.TEXT or exc.index is None:
             raise
         # "image[1]" alone makes the user count arguments: name the file.
-        raise InputError(f"{args.inputs[exc.index]}: {exc.message}", reason=exc.reason, field=exc.field,
+        raise InputError(f"{args.inputs[exc.index]}: {exc.message}", reason=exc.reason, kind=exc.kind,
                          index=exc.index) from exc
     json.dump(vectors.tolist(), sys.stdout)
     sys.stdout.write("\n")

@@ -11,7 +11,6 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from imagebind_vectorizer.engine.cache import VectorCache, content_key
 from imagebind_vectorizer.engine.metrics import EngineMetrics
 from imagebind_vectorizer.errors import DeadlineExceededError, InputError, NotReadyError, OverloadedError
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.runtime.info import ModelInfo
 from imagebind_vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Engine:
         self._batchers: dict[InputKind, Batcher] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-        self._meta: dict[str, Any] = {}
+        self._info: ModelInfo | None = None
         self._variant = f"{settings.preprocessing}/{settings.output_scaling}"
         self._model_id = ""
 
@@ -90,27 +90,25 @@ class Engine:
         # finishes, and cache keys must not (nor should each lookup stat the file).
         self._model_id = self.embedder.checkpoint.model_id
         self.embedder.ensure_checkpoint_digest()
-        self._meta = self.embedder.meta()
+        info = self._info = self.embedder.model_info()
         self.state = State.READY
         self.metrics.ready.set(1)
         log.info("ready", extra={"fields": {
-            "device": self._meta["device"], "dtype": self._meta["dtype"], "modalities": self._meta["modalities"],
-            "checkpoint": self._meta["checkpoint"]["path"], "load_seconds": round(self.embedder.load_seconds, 2),
-            "preprocessing": self._meta["preprocessing"], "output_scaling": self._meta["outputScaling"]}})
+            "device": info.device, "dtype": info.dtype, "modalities": list(info.encoders),
+            "checkpoint": info.checkpoint.path, "load_seconds": round(self.embedder.load_seconds, 2),
+            "preprocessing": info.preprocessing.value, "output_scaling": info.output_scaling.value}})
 
     @property
     def ready(self) -> bool:
         return self.state is State.READY
 
-    def meta(self) -> dict[str, Any]:
-        """Answered from memory: Weaviate calls /meta on every one of its readiness checks."""
-        if self._meta and self.embedder is not None and \
-                self.embedder.checkpoint.sha256 != self._meta["checkpoint"]["sha256"]:
-            self._meta = self.embedder.meta()  # the background checkpoint digest has finished
-        if not self._meta:
-            return {"model": "ImageBindModel", "version": 1, "server": "imagebind-vectorizer",
-                    "state": self.state.value, "error": self.load_error}
-        return {**self._meta, "state": self.state.value}
+    def model_info(self) -> ModelInfo | None:
+        """The loaded model's description (None until it is loaded; then see `state` and
+        `load_error`). Answered from memory: Weaviate calls /meta on every readiness check."""
+        if self._info is not None and self.embedder is not None and \
+                self.embedder.checkpoint is not self._info.checkpoint:
+            self._info = self.embedder.model_info()  # the background checkpoint digest has finished
+        return self._info
 
     async def drain(self, grace_s: float) -> bool:
         """Stop accepting work and wait (up to `grace_s`) for what was admitted. True if it all finished."""
@@ -138,14 +136,13 @@ class Engine:
         return (await self.embed_request({kind: items}, deadline=deadline))[kind]
 
     async def embed_request(self, request: Mapping[InputKind, Sequence[bytes | str]], *,
-                            deadline: float | None = None,
-                            field_names: Mapping[InputKind, str] | None = None) -> dict[InputKind, list[np.ndarray]]:
+                            deadline: float | None = None) -> dict[InputKind, list[np.ndarray]]:
         """Vectors for every item of every kind, in input order. All-or-nothing: the first bad
-        item fails the whole request with an InputError naming its field and index."""
+        item fails the whole request with an InputError carrying its kind and its index among
+        that kind's items (transports name it in their own vocabulary)."""
         if self.state is not State.READY:
             raise NotReadyError("the model is still loading" if self.state is State.STARTING else
                                 f"the server is {self.state.value}")
-        names = field_names or {}
         embedder = self.embedder
         assert embedder is not None
         results: dict[InputKind, list[np.ndarray | None]] = {}
@@ -158,7 +155,7 @@ class Engine:
                 embedder.require(kind)
             except InputError as exc:
                 self.metrics.errors.labels(kind.value, exc.reason).inc()
-                raise exc.located(names.get(kind, kind.value), None) from None
+                raise exc.at(kind, None) from None
             results[kind] = [None] * len(items)
             cached = kind in self.settings.cached_kinds
             for index, item in enumerate(items):
@@ -185,9 +182,9 @@ class Engine:
         except InputError as exc:
             failed = next(((k, i) for (k, i, _, _), t in zip(todo, tasks, strict=True)
                            if t.done() and not t.cancelled() and t.exception() is exc), (None, None))
-            kind = failed[0]
+            kind, index = failed
             self.metrics.errors.labels(kind.value if kind else "unknown", exc.reason).inc()
-            raise exc.located(names.get(kind, kind.value) if kind else None, failed[1]) from None
+            raise (exc.at(kind, index) if kind else exc) from None
         for (kind, index, _, key), vector in zip(todo, vectors, strict=True):
             results[kind][index] = vector
             if key is not None:

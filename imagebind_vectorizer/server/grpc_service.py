@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import grpc
 import numpy as np
@@ -31,6 +31,7 @@ from imagebind_vectorizer.errors import (
     OverloadedError,
 )
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.runtime.info import ModelInfo
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2_grpc as pb_grpc
 from imagebind_vectorizer.settings import Settings
@@ -141,11 +142,8 @@ class VectorizerService(pb_grpc.VectorizerServicer):
         for kind, kind_vectors in vectors.items():
             for index, vector in zip(positions[kind], kind_vectors, strict=True):
                 embeddings[index] = _embedding(vector, kind, request.items[index].id, request.encoding)
-        return pb.VectorizeResponse(embeddings=embeddings, dimensions=self._dimensions())
-
-    def _dimensions(self) -> int:
-        embedder = self.engine.embedder
-        return embedder.config.out_embed_dim if embedder is not None else 0
+        info = self.engine.model_info()
+        return pb.VectorizeResponse(embeddings=embeddings, dimensions=info.dimensions if info else 0)
 
     # VectorizeStream ------------------------------------------------------------------------------
     async def VectorizeStream(self, request_iterator: AsyncIterator[pb.VectorizeStreamRequest],
@@ -209,20 +207,18 @@ class VectorizerService(pb_grpc.VectorizerServicer):
     # Meta -----------------------------------------------------------------------------------------
     async def Meta(self, request: pb.MetaRequest, context: grpc.aio.ServicerContext) -> pb.MetaResponse:
         self._observe("Meta", grpc.StatusCode.OK)
-        return meta_response(self.engine.meta(), self.settings)
+        engine = self.engine
+        return meta_response(engine.model_info(), engine.state.value, engine.load_error, self.settings)
 
 
 def _locate(exc: InputError, positions: dict[InputKind, list[int]]) -> InputError:
     """The engine names an item by its kind and its index among that kind's items; the caller
     knows it by its index in the request."""
-    try:
-        kind = InputKind(exc.field) if exc.field is not None else None
-    except ValueError:
-        kind = None
+    kind = exc.kind
     if kind is None or kind not in positions:
         return exc
     index = positions[kind][exc.index if exc.index is not None else 0]
-    return InputError(f"({kind.value}) {exc.message}", reason=exc.reason, field="items", index=index)
+    return InputError(f"({kind.value}) {exc.message}", reason=exc.reason, kind=kind, field="items", index=index)
 
 
 def _item_message(exc: BaseException, request: pb.VectorizeStreamRequest) -> str:
@@ -234,21 +230,21 @@ def _item_message(exc: BaseException, request: pb.VectorizeStreamRequest) -> str
     return f"server error: {type(exc).__name__}: {exc}"
 
 
-def meta_response(meta: dict[str, Any], settings: Settings) -> pb.MetaResponse:
-    checkpoint = meta.get("checkpoint") or {}
+def meta_response(info: ModelInfo | None, state: str, error: str | None, settings: Settings) -> pb.MetaResponse:
+    limits = dict(max_message_bytes=_max_message_bytes(settings), stream_max_in_flight=STREAM_MAX_IN_FLIGHT)
+    if info is None:
+        return pb.MetaResponse(model=ModelInfo.MODEL, server=ModelInfo.SERVER, state=state, error=error or "",
+                               **limits)
+    checkpoint = info.checkpoint
     return pb.MetaResponse(
-        model=meta.get("model", ""), name=meta.get("name", ""), server=meta.get("server", ""),
-        server_version=meta.get("serverVersion", ""), state=meta.get("state", ""),
-        architecture=meta.get("architecture", ""),
-        architecture_config_json=json.dumps(meta["architectureConfig"]) if meta.get("architectureConfig") else "",
-        dimensions=meta.get("dimensions", 0),
-        checkpoint=pb.Checkpoint(path=checkpoint.get("path") or "", size_bytes=checkpoint.get("sizeBytes") or 0,
-                                 sha256=checkpoint.get("sha256") or "", weights=checkpoint.get("weights") or ""),
-        encoders=meta.get("modalities", []),
-        modalities=[MODALITY_OF_KIND[InputKind(k)] for k in meta.get("inputKinds", [])],
-        device=meta.get("device", ""), dtype=meta.get("dtype", ""), preprocessing=meta.get("preprocessing", ""),
-        output_scaling=meta.get("outputScaling", ""), max_message_bytes=_max_message_bytes(settings),
-        stream_max_in_flight=STREAM_MAX_IN_FLIGHT, error=meta.get("error") or "",
+        model=ModelInfo.MODEL, name=info.name, server=ModelInfo.SERVER, server_version=info.server_version,
+        state=state, architecture=info.architecture,
+        architecture_config_json=json.dumps(dict(info.architecture_config)), dimensions=info.dimensions,
+        checkpoint=pb.Checkpoint(path=checkpoint.path or "", size_bytes=checkpoint.size or 0,
+                                 sha256=checkpoint.sha256 or "", weights=checkpoint.weights),
+        encoders=list(info.encoders), modalities=[MODALITY_OF_KIND[kind] for kind in info.input_kinds],
+        device=info.device, dtype=info.dtype, preprocessing=info.preprocessing.value,
+        output_scaling=info.output_scaling.value, **limits,
     )
 
 

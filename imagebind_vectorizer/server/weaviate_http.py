@@ -26,6 +26,7 @@ from imagebind_vectorizer.errors import (
     OverloadedError,
 )
 from imagebind_vectorizer.kinds import WEAVIATE_KIND_ORDER, InputKind
+from imagebind_vectorizer.runtime.info import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +157,10 @@ async def _vectorize(request: web.Request, engine: Engine) -> web.Response:
     body = await request.read()
     try:
         parsed = parse_vectorize_body(body)
-        vectors = await engine.embed_request(parsed, field_names=FIELD_OF_KIND)
+        vectors = await engine.embed_request(parsed)
     except InputError as exc:
+        if exc.kind is not None:  # the engine's (kind, index): name the request field
+            exc = exc.named(FIELD_OF_KIND[exc.kind], exc.index)
         log.info("bad input", extra={"fields": {"status": 400, "reason": exc.reason, "error": str(exc)}})
         return error_response(400, str(exc))
     except OverloadedError as exc:
@@ -176,8 +179,40 @@ async def _vectorize(request: web.Request, engine: Engine) -> web.Response:
     return json_response(body)
 
 
+def meta_json(info: ModelInfo | None, state: str, error: str | None) -> dict[str, Any]:
+    """`GET /meta`: Weaviate shows it as the module's meta and our clients read it; keep the keys."""
+    if info is None:
+        return {"model": ModelInfo.MODEL, "version": ModelInfo.VERSION, "server": ModelInfo.SERVER,
+                "state": state, "error": error}
+    return {
+        "model": ModelInfo.MODEL,
+        "version": ModelInfo.VERSION,
+        "name": info.name,
+        "server": ModelInfo.SERVER,
+        "serverVersion": info.server_version,
+        "architecture": info.architecture,
+        "architectureConfig": info.architecture_config,
+        "dimensions": info.dimensions,
+        "checkpoint": {
+            "path": info.checkpoint.path,
+            "sizeBytes": info.checkpoint.size,
+            "sha256": info.checkpoint.sha256,
+            "weights": info.checkpoint.weights,
+        },
+        "modalities": list(info.encoders),
+        "inputKinds": [kind.value for kind in info.input_kinds],
+        "device": info.device,
+        "dtype": info.dtype,
+        "preprocessing": info.preprocessing.value,
+        "outputScaling": info.output_scaling.value,
+        "logitScales": dict(info.logit_scales),
+        "state": state,
+    }
+
+
 async def meta(request: web.Request) -> web.Response:
-    return json_response(request.app[ENGINE_KEY].meta())
+    engine = request.app[ENGINE_KEY]
+    return json_response(meta_json(engine.model_info(), engine.state.value, engine.load_error))
 
 
 async def live(request: web.Request) -> web.Response:

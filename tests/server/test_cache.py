@@ -4,6 +4,8 @@ the model id, so different weights never share entries."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from imagebind_vectorizer.embedder import Embedder
@@ -92,10 +94,12 @@ def test_cache_keys_stay_put_when_the_checkpoint_digest_arrives(loop_thread: Loo
     mid-flight; the engine keys its cache by the id it started with, so hits continue."""
     running = start_server(loop_thread, server_settings.replace(cache_size=10))
     try:
-        checkpoint = running.engine.embedder.checkpoint  # type: ignore[union-attr]
-        wait_until(lambda: checkpoint.sha256 is not None)  # let the real background digest finish first
+        embedder = running.engine.embedder
+        assert embedder is not None
+        wait_until(lambda: embedder.checkpoint.sha256 is not None)  # let the real background digest finish first
         first = text_vector(running.http_port, "before the digest")
-        checkpoint.sha256 = "0" * 64  # what the digest thread does when it finishes
+        # what the digest thread does when it finishes: a new record with the digest
+        embedder.checkpoint = dataclasses.replace(embedder.checkpoint, sha256="0" * 64)
         again = text_vector(running.http_port, "before the digest")
         assert running.sample("imagebind_cache_lookups_total", {"kind": "text", "result": "hit"}) == 1
         assert np.array_equal(first, again)
