@@ -2,7 +2,10 @@
 
 Precedence: defaults < environment variables < command-line flags < keyword arguments. Every field
 declares its environment variable and flag here, so the three surfaces cannot drift apart, and
-`settings_table()` renders the README's table from the same declarations."""
+`settings_table()` renders the README's tables from the same declarations. `Settings` configures the
+model, preprocessing and server; `ConnectionSettings` how the Weaviate-side commands reach Weaviate
+and our server. This module is a leaf: it loads no torch and no model code, so reading settings
+(and `--help`) stays fast; turning them into a running model is the runtime's work."""
 
 from __future__ import annotations
 
@@ -13,14 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import Any, TypeVar
 
 from imagebind_vectorizer.errors import ConfigError
 from imagebind_vectorizer.kinds import InputKind, parse_encoders
-from imagebind_vectorizer.model.checkpoint import CheckpointSource
-from imagebind_vectorizer.model.download import OFFICIAL_CHECKPOINT_URL
 from imagebind_vectorizer.preprocess.profiles import (
     IMU_DEFAULT_CHANNELS,
     DepthOptions,
@@ -29,7 +28,9 @@ from imagebind_vectorizer.preprocess.profiles import (
     Profile,
 )
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+OFFICIAL_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
+#: compute dtypes, by their torch names (the runtime resolves them: getattr(torch, name))
+DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
 
 
 class OutputScaling(StrEnum):
@@ -44,10 +45,26 @@ _LIMITS = Limits()
 _DEPTH = DepthOptions()
 
 
+def cache_home(env: Mapping[str, str] | None = None) -> Path:
+    """$XDG_CACHE_HOME, else ~/.cache: under it live the checkpoint cache (unless `cache_dir` says
+    otherwise) and the local Weaviate build."""
+    base = (os.environ if env is None else env).get("XDG_CACHE_HOME")
+    return Path(base) if base else Path.home() / ".cache"
+
+
 def _opt(default: Any, env: str, help: str, group: str, *, choices: Sequence[str] | None = None,
          flag: str | None = None) -> Any:
     return field(default=default, metadata={"env": env, "help": help, "group": group,
                                             "choices": choices, "flag": flag})
+
+
+def _check_choices(settings: Any) -> list[str]:
+    problems = []
+    for f in dataclasses.fields(settings):
+        choices = f.metadata.get("choices")
+        if choices and getattr(settings, f.name) not in choices:
+            problems.append(f"{f.name}={getattr(settings, f.name)!r}: expected one of {', '.join(choices)}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -67,7 +84,7 @@ class Settings:
     modalities: str = _opt("all", "IMAGEBIND_MODALITIES",
                            "encoders to load, e.g. text,vision,audio (image/video use vision)", "model")
     device: str = _opt("cpu", "IMAGEBIND_DEVICE", "cpu, cuda or cuda:N", "model")
-    dtype: str = _opt("float32", "IMAGEBIND_DTYPE", "compute dtype", "model", choices=tuple(DTYPES))
+    dtype: str = _opt("float32", "IMAGEBIND_DTYPE", "compute dtype", "model", choices=DTYPES)
     preprocessing: str = _opt("official", "IMAGEBIND_PREPROCESSING",
                               "official, or weaviate-legacy to reproduce Weaviate's old container",
                               "model", choices=tuple(p.value for p in Profile))
@@ -137,11 +154,7 @@ class Settings:
                            choices=("json", "text"))
 
     def __post_init__(self) -> None:
-        problems = []
-        for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                problems.append(f"{f.name}={getattr(self, f.name)!r}: expected one of {', '.join(choices)}")
+        problems = _check_choices(self)
         try:
             parse_encoders(self.modalities)
         except ValueError as exc:
@@ -166,10 +179,6 @@ class Settings:
         return tuple(kind for kind in InputKind if kind.encoder in self.encoders)
 
     @property
-    def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
-
-    @property
     def cached_kinds(self) -> frozenset[InputKind]:
         if self.cache_size == 0:
             return frozenset()
@@ -190,12 +199,6 @@ class Settings:
             imu_channels=tuple(c.strip() for c in self.imu_channels.split(",") if c.strip()),
         )
 
-    def checkpoint_source(self) -> CheckpointSource:
-        return CheckpointSource(
-            path=Path(self.checkpoint) if self.checkpoint else None, url=self.checkpoint_url,
-            sha256=self.checkpoint_sha256, cache_dir=Path(self.cache_dir) if self.cache_dir else None,
-        )
-
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -204,19 +207,52 @@ class Settings:
     def load(cls, args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None,
              **overrides: Any) -> Settings:
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(f.metadata["env"])
-            if raw is not None and raw != "":
-                values[f.name] = _convert(f, raw)
+        values = _from_env(cls, env)
         values.update(_legacy_container_env(env, values))
-        if args is not None:
-            for f in dataclasses.fields(cls):
-                value = getattr(args, f.name, None)
-                if value is not None:
-                    values[f.name] = value
-        values.update(overrides)
-        return cls(**values)
+        return cls(**values | _from_args(cls, args) | overrides)
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """How the Weaviate-side commands (collection, ingest, search, classify) reach Weaviate and our
+    vectorizer server. Our server's own default port is 8080 (inside Docker it has the container to
+    itself); when Weaviate and the vectorizer share a host, start the vectorizer with `serve --port
+    8011` and set Weaviate's `BIND_INFERENCE_API=http://127.0.0.1:8011`, which `--server` assumes."""
+
+    weaviate_url: str = _opt("http://127.0.0.1:8080", "WEAVIATE_URL", "Weaviate REST URL (Weaviate's own default)",
+                             "connection")
+    weaviate_grpc_port: int = _opt(50051, "WEAVIATE_GRPC_PORT", "Weaviate gRPC port (Weaviate's own default)",
+                                   "connection")
+    weaviate_api_key: str | None = _opt(None, "WEAVIATE_API_KEY", "Weaviate API key (none: anonymous access)",
+                                        "connection")
+    server: str = _opt("http://127.0.0.1:8011", "IMAGEBIND_SERVER_URL",
+                       "our vectorizer server, used to embed composed queries and classification inputs; it must "
+                       "serve the same model as the one Weaviate uses", "connection")
+    timeout: float = _opt(600.0, "IMAGEBIND_CLIENT_TIMEOUT_S",
+                          "seconds a query, an insert batch or a call to our server may take", "connection")
+
+    @classmethod
+    def load(cls, args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None,
+             **overrides: Any) -> ConnectionSettings:
+        return cls(**_from_env(cls, os.environ if env is None else env) | _from_args(cls, args) | overrides)
+
+
+AnySettings = TypeVar("AnySettings", Settings, ConnectionSettings)
+
+
+def _from_env(cls: type[AnySettings], env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        raw = env.get(f.metadata["env"])
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f, raw)
+    return values
+
+
+def _from_args(cls: type[AnySettings], args: argparse.Namespace | None) -> dict[str, Any]:
+    if args is None:
+        return {}
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
 
 
 def _field_type(f: dataclasses.Field) -> type:
@@ -253,31 +289,42 @@ def _legacy_container_env(env: Mapping[str, str], values: dict[str, Any]) -> dic
     return {}
 
 
-def add_arguments(parser: argparse.ArgumentParser, groups: Sequence[str]) -> None:
-    """Add a flag for every setting in `groups`; unset flags stay None so env values survive."""
-    for group_name in groups:
-        group = parser.add_argument_group(group_name)
-        for f in dataclasses.fields(Settings):
-            if f.metadata["group"] != group_name:
-                continue
-            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-            help_text = f"{f.metadata['help']} [env {f.metadata['env']}, default {f.default!r}]"
-            kind = _field_type(f)
-            if kind is bool:
-                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                                   help=help_text)
-            else:
-                group.add_argument(flag, dest=f.name, type=kind, default=None,
-                                   choices=f.metadata.get("choices"), help=help_text)
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-def settings_table() -> str:
-    """The README's settings table (Markdown), generated from the declarations above."""
+def add_arguments(parser: argparse.ArgumentParser, groups: Sequence[str] = (), *,
+                  settings: type[AnySettings] = Settings, names: Sequence[str] = (),
+                  aliases: Mapping[str, Sequence[str]] | None = None,
+                  helps: Mapping[str, str] | None = None) -> None:
+    """Add a flag for every setting in `groups`, and for the settings `names`; unset flags stay None
+    so environment values survive (`settings.load(args)` merges them). `aliases` adds other
+    spellings of a flag; `helps` replaces a help text where a command gives the setting a narrower
+    meaning."""
+    chosen = [f for f in dataclasses.fields(settings) if f.metadata["group"] in groups or f.name in names]
+    argument_groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in chosen:
+        group = argument_groups.get(f.metadata["group"])
+        if group is None:
+            group = argument_groups[f.metadata["group"]] = parser.add_argument_group(f.metadata["group"])
+        help_text = (helps or {}).get(f.name) or \
+            f"{f.metadata['help']} [env {f.metadata['env']}, default {f.default!r}]"
+        spellings = [_flag(f), *(aliases or {}).get(f.name, ())]
+        kind = _field_type(f)
+        if kind is bool:
+            group.add_argument(*spellings, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=help_text)
+        else:
+            group.add_argument(*spellings, dest=f.name, type=kind, default=None,
+                               choices=f.metadata.get("choices"), help=help_text)
+
+
+def settings_table(settings: type[AnySettings] = Settings) -> str:
+    """A README settings table (Markdown), generated from the declarations above."""
     rows = ["| flag | environment variable | default | meaning |", "|---|---|---|---|"]
-    for f in dataclasses.fields(Settings):
-        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+    for f in dataclasses.fields(settings):
         default = "" if f.default is None else f"`{f.default}`"
-        rows.append(f"| `{flag}` | `{f.metadata['env']}` | {default} | {f.metadata['help']} |")
+        rows.append(f"| `{_flag(f)}` | `{f.metadata['env']}` | {default} | {f.metadata['help']} |")
     return "\n".join(rows)
 
 

@@ -1,7 +1,7 @@
 """The package's import graph keeps the architecture the README draws: data flows one way, no
 module reaches back up, preprocessing knows nothing of the model, and there are no import cycles.
-Read from the source (every import statement, lazy ones included; `if TYPE_CHECKING:` blocks
-excluded), so nothing is imported to check it."""
+Read from the source (every import statement, lazy ones included; `if TYPE_CHECKING:` blocks and a
+package's lazy re-exports in `__getattr__` excluded), so nothing is imported to check it."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
     for node in ast.iter_child_nodes(tree):
         if isinstance(node, ast.If) and _is_type_checking(node):
             continue
+        if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+            continue  # a package's lazy re-exports (PEP 562), e.g. `from imagebind_vectorizer import Embedder`
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

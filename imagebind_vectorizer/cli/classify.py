@@ -22,12 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_input_arguments(parser, repeatable=False)
     parser.add_argument("--template", metavar="T", help="prompt template containing {label}")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds the server may take")
     add_server_argument(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from imagebind_vectorizer.settings import ConnectionSettings
     from imagebind_vectorizer.weaviate.classify import classify, format_scores
     from imagebind_vectorizer.weaviate.search import QueryInput
     from imagebind_vectorizer.weaviate.vectorizer import VectorizerClient
@@ -37,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     kind, value = args.inputs[0]
     item = QueryInput.of(kind, value)
-    scores = classify(VectorizerClient(args.server, timeout_s=args.timeout), item, args.labels.split(","),
-                      template=args.template)
+    connection = ConnectionSettings.load(args)
+    scores = classify(VectorizerClient(connection.server, timeout_s=connection.timeout), item,
+                      args.labels.split(","), template=args.template)
     if args.json:
         print(json.dumps([{"label": s.label, "probability": s.probability, "cosine": s.similarity,
                            "prompt": s.prompt} for s in scores], indent=2))

@@ -58,6 +58,7 @@ def quiet_client() -> None:
 
 
 def run_create(args: argparse.Namespace) -> int:
+    from imagebind_vectorizer.settings import ConnectionSettings
     from imagebind_vectorizer.weaviate.client import connect_from_args
     from imagebind_vectorizer.weaviate.collections import create_collection, format_vectors, make_spec
 
@@ -69,7 +70,7 @@ def run_create(args: argparse.Namespace) -> int:
         collection = create_collection(client, spec, replace=args.replace)
     finally:
         client.close()
-    print(f"created collection {collection.name} at {args.weaviate_url}")
+    print(f"created collection {collection.name} at {ConnectionSettings.load(args).weaviate_url}")
     for line in format_vectors(spec):
         print("  " + line)
     if any(v.weights for v in spec.vectors):

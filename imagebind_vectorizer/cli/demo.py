@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.settings import ConnectionSettings, Settings, add_arguments
 
 SAMPLE_MEDIA = Path(__file__).resolve().parents[1] / "sample_media"
 RANDOM_BANNER = ("RANDOM WEIGHTS: the whole pipeline runs, but the model is untrained, so every ranking and "
@@ -26,18 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="run our server + a local Weaviate on the sample media and query every modality",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    weights = parser.add_argument_group("weights (default: the official checkpoint from the cache, downloaded "
-                                        "with a progress bar if missing)")
-    weights.add_argument("--checkpoint", type=Path, help="a local checkpoint in the official format")
-    weights.add_argument("--model-config", help="architecture preset or JSON (default huge)")
-    weights.add_argument("--no-download", action="store_true",
-                         help="never download; fail with instructions if no weights are available")
-    weights.add_argument("--random-weights", action="store_true",
-                         help="random weights: exercises everything, rankings are meaningless")
-    weights.add_argument("--device", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--weaviate-url", help="use this Weaviate instead of starting one; it must vectorize with "
-                                               "a multi2vec-bind server that loads the same weights")
-    parser.add_argument("--weaviate-grpc-port", type=int, default=50051)
+    # The weights: by default the official checkpoint from the cache, downloaded if missing.
+    add_arguments(parser, names=("checkpoint", "model_config", "random_weights", "device"))
+    parser.add_argument("--no-download", action="store_true",
+                        help="never download; fail with instructions if no weights are available")
+    add_arguments(parser, settings=ConnectionSettings, names=("weaviate_url", "weaviate_grpc_port"), helps={
+        "weaviate_url": "use this Weaviate instead of starting one; it must vectorize with a multi2vec-bind server "
+                        "that loads the same weights (only this flag: WEAVIATE_URL does not stop the demo from "
+                        "starting its own)"})
     parser.add_argument("--collection", default="ImageBindDemo", help="collection to (re)create [ImageBindDemo]")
     parser.add_argument("--media", type=Path, default=SAMPLE_MEDIA, help="folder to ingest [the bundled samples]")
     parser.add_argument("--limit", type=int, default=3, help="results per query [3]")
@@ -53,19 +50,21 @@ def say(text: str = "") -> None:
 def resolve_weights(args: argparse.Namespace) -> tuple[list[str], str] | None:
     """(serve flags, description), or None after telling the user why there are no weights."""
     from imagebind_vectorizer.errors import CheckpointError
-    from imagebind_vectorizer.model.checkpoint import CheckpointSource, resolve_checkpoint
+    from imagebind_vectorizer.runtime.weights import CheckpointSource, resolve_checkpoint
 
+    settings = Settings.load(args)  # the server started below reads the same environment
     flags = ["--model-config", args.model_config] if args.model_config else []
     if args.device:
         flags += ["--device", args.device]
-    if args.random_weights:
+    if settings.random_weights:
         return [*flags, "--random-weights"], "random weights"
-    if args.checkpoint:
-        if not args.checkpoint.is_file():
-            say(f"error: checkpoint {args.checkpoint} does not exist")
+    if settings.checkpoint:
+        checkpoint = Path(settings.checkpoint).expanduser()
+        if not checkpoint.is_file():
+            say(f"error: checkpoint {checkpoint} does not exist")
             return None
-        return [*flags, "--checkpoint", str(args.checkpoint)], f"checkpoint {args.checkpoint}"
-    source = CheckpointSource()
+        return [*flags, "--checkpoint", str(checkpoint)], f"checkpoint {checkpoint}"
+    source = CheckpointSource.of(settings)
     cached = source.cached_path()
     if cached.is_file():
         return [*flags, "--checkpoint", str(cached)], f"official weights {cached}"
@@ -135,7 +134,7 @@ def _run(args: argparse.Namespace, serve_flags: list[str], description: str, tmp
         with step(f"starting the vectorizer on {server.url} (loading the model)"):
             server.start()
         if args.weaviate_url:
-            weaviate_url, grpc_port = args.weaviate_url, args.weaviate_grpc_port
+            weaviate_url, grpc_port = args.weaviate_url, ConnectionSettings.load(args).weaviate_grpc_port
             say(f"-- using Weaviate at {weaviate_url}; it vectorizes with its own BIND_INFERENCE_API server, "
                 "which must load the same weights as the one started here")
         else:

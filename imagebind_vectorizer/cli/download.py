@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from imagebind_vectorizer.model.download import OFFICIAL_CHECKPOINT_URL
+from imagebind_vectorizer.settings import Settings, add_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,24 +14,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "download", help="download the official ImageBind checkpoint into the cache",
         description="Download the official imagebind_huge.pth (about 4.8 GB; CC-BY-NC 4.0) into the cache "
                     "(IMAGEBIND_CACHE, default ~/.cache/imagebind-vectorizer), resuming an interrupted download. "
-                    "Prints the file's path and sha256. A cached file is not downloaded again.")
-    parser.add_argument("--url", default=OFFICIAL_CHECKPOINT_URL, help=f"[default {OFFICIAL_CHECKPOINT_URL}]")
-    parser.add_argument("--sha256", help="expected sha256; the file is removed if it differs")
-    parser.add_argument("--cache-dir", type=Path, help="cache folder [env IMAGEBIND_CACHE]")
+                    "Prints the file's path and sha256. A cached file is not downloaded again; with --sha256, "
+                    "a download that differs is removed.")
+    add_arguments(parser, names=("checkpoint_url", "checkpoint_sha256", "cache_dir"),
+                  aliases={"checkpoint_url": ("--url",), "checkpoint_sha256": ("--sha256",)})
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from imagebind_vectorizer.cli import setup_logging
-    from imagebind_vectorizer.model.checkpoint import CheckpointSource, resolve_checkpoint
-    from imagebind_vectorizer.model.download import read_sidecar, sha256_file, write_sidecar
+    from imagebind_vectorizer.runtime.download import read_sidecar, sha256_file, write_sidecar
+    from imagebind_vectorizer.runtime.weights import CheckpointSource, resolve_checkpoint
 
     setup_logging("warning")
-    source = CheckpointSource(url=args.url, sha256=args.sha256, cache_dir=args.cache_dir)
+    settings = Settings.load(args, checkpoint=None)  # this command fills the cache; a local file is beside the point
+    source = CheckpointSource.of(settings)
     target = source.cached_path()
     if not target.is_file():
-        print(f"downloading {args.url}\n  to {target}", file=sys.stderr)
+        print(f"downloading {settings.checkpoint_url}\n  to {target}", file=sys.stderr)
     path = resolve_checkpoint(source, progress=not args.no_progress and sys.stderr.isatty())
     record = read_sidecar(path)
     if record is None:

@@ -37,7 +37,7 @@ def read_inputs(kind: InputKind, inputs: list[str]) -> list[bytes | str]:
 
 def run(args: argparse.Namespace) -> int:
     from imagebind_vectorizer.cli import setup_logging
-    from imagebind_vectorizer.embedder import Embedder
+    from imagebind_vectorizer.runtime.embedder import Embedder
 
     setup_logging("warning")
     kind = InputKind.parse(args.modality)

@@ -68,6 +68,7 @@ def parse_weights(text: str | None, count: int) -> list[float] | None:
 
 def run(args: argparse.Namespace) -> int:
     from imagebind_vectorizer.cli.collection import quiet_client
+    from imagebind_vectorizer.settings import ConnectionSettings
     from imagebind_vectorizer.weaviate.client import connect_from_args
     from imagebind_vectorizer.weaviate.collections import get_collection
     from imagebind_vectorizer.weaviate.search import QueryInput, check_same_model, format_json, format_table, search
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         print("error: give an input: --text, --image, --audio, --video, --depth, --thermal or --imu", file=sys.stderr)
         return 2
     weights = parse_weights(args.weights, len(inputs))
-    server = VectorizerClient(args.server, timeout_s=args.timeout) if len(inputs) > 1 else None
+    connection = ConnectionSettings.load(args)
+    server = VectorizerClient(connection.server, timeout_s=connection.timeout) if len(inputs) > 1 else None
     client = connect_from_args(args)
     try:
         if server is not None:

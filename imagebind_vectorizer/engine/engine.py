@@ -15,12 +15,12 @@ from enum import StrEnum
 import numpy as np
 import torch
 
-from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.engine.batcher import Batcher, WorkItem
 from imagebind_vectorizer.engine.cache import VectorCache, content_key
 from imagebind_vectorizer.engine.metrics import EngineMetrics
 from imagebind_vectorizer.errors import DeadlineExceededError, InputError, NotReadyError, OverloadedError
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.runtime.info import ModelInfo
 from imagebind_vectorizer.settings import Settings
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import mmap
-import os
 import pickle
 import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,14 +21,6 @@ from torch import Tensor
 from imagebind_vectorizer.errors import CheckpointError, first_line
 from imagebind_vectorizer.kinds import ENCODERS
 from imagebind_vectorizer.model.config import ImageBindConfig
-from imagebind_vectorizer.model.download import (
-    OFFICIAL_CHECKPOINT_URL,
-    cache_file_name,
-    download,
-    read_sidecar,
-    sha256_file,
-    write_sidecar,
-)
 from imagebind_vectorizer.model.imagebind import ImageBind
 
 log = logging.getLogger(__name__)
@@ -38,54 +28,6 @@ log = logging.getLogger(__name__)
 _MODALITY_OF_KEY = re.compile(r"^modality_(?:preprocessors|trunks|heads|postprocessors)\.([a-z]+)\.")
 # Kept in float32 whatever the compute dtype: bf16 would round exp(log 20) to 20.125.
 _KEEP_FLOAT32 = ("log_logit_scale",)
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("IMAGEBIND_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "imagebind-vectorizer"
-
-
-@dataclass(frozen=True)
-class CheckpointSource:
-    """Where the weights come from: an explicit local path (never downloaded) or a URL cached
-    under `cache_dir`."""
-
-    path: Path | None = None
-    url: str = OFFICIAL_CHECKPOINT_URL
-    sha256: str | None = None
-    size: int | None = None
-    cache_dir: Path | None = None
-
-    def cached_path(self) -> Path:
-        return (self.cache_dir or default_cache_dir()) / cache_file_name(self.url)
-
-
-def resolve_checkpoint(source: CheckpointSource, *, progress: bool = True) -> Path:
-    """A local file ready to load. Downloads only when no explicit path was given."""
-    if source.path is not None:
-        path = Path(source.path).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} does not exist (an explicit path is never downloaded; "
-                                  "unset it to download the official weights)")
-        return path
-    path = source.cached_path()
-    if path.is_file():
-        record = read_sidecar(path)
-        if source.sha256 and record is None:
-            # Placed by hand or changed since it was recorded: verify once, then remember the digest.
-            log.info("verifying the sha256 of %s", path)
-            record = sha256_file(path)
-            write_sidecar(path, record)
-        if source.sha256 and record and record.sha256 != source.sha256.lower():
-            raise CheckpointError(f"cached checkpoint {path} has sha256 {record.sha256}, expected "
-                                  f"{source.sha256}; delete it to download again")
-        return path
-    log.info("downloading %s to %s", source.url, path)
-    download(source.url, path, sha256=source.sha256, size=source.size, progress=progress)
-    return path
 
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:

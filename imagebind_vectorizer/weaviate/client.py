@@ -1,37 +1,23 @@
 """Connecting to Weaviate (weaviate-client v4) and turning its exceptions into plain messages.
 
-Defaults (each also read from the environment):
-
-| what | flag | environment | default |
-|---|---|---|---|
-| Weaviate REST | `--weaviate-url` | `WEAVIATE_URL` | `http://127.0.0.1:8080` (Weaviate's own default) |
-| Weaviate gRPC | `--weaviate-grpc-port` | `WEAVIATE_GRPC_PORT` | `50051` (Weaviate's own default) |
-| Weaviate API key | `--weaviate-api-key` | `WEAVIATE_API_KEY` | none (anonymous access) |
-| our vectorizer | `--server` | `IMAGEBIND_SERVER_URL` | `http://127.0.0.1:8011` |
-
-Our server's own `serve` default port is 8080 (inside Docker it has the container to itself); when
-Weaviate and the vectorizer run on one host, start the vectorizer with `serve --port 8011` and set
-Weaviate's `BIND_INFERENCE_API=http://127.0.0.1:8011`, which is what `--server` assumes.
-"""
+Where Weaviate and our server are, and how long calls may take, is `settings.ConnectionSettings`
+(flags, environment variables and defaults declared once; README, "Command line", has the table)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from imagebind_vectorizer.settings import ConnectionSettings, add_arguments
 from imagebind_vectorizer.weaviate.errors import WeaviateConnectError, WeaviateSideError
 
 if TYPE_CHECKING:
     import weaviate
 
-DEFAULT_WEAVIATE_URL = "http://127.0.0.1:8080"
-DEFAULT_GRPC_PORT = 50051
-DEFAULT_SERVER_URL = "http://127.0.0.1:8011"
-DEFAULT_TIMEOUT_S = 600.0
+_DEFAULTS = ConnectionSettings()
 
 
 def split_url(url: str) -> tuple[str, str, int]:
@@ -46,15 +32,15 @@ def split_url(url: str) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, port
 
 
-def connect(url: str = DEFAULT_WEAVIATE_URL, *, grpc_port: int | None = None, api_key: str | None = None,
-            timeout_s: float = DEFAULT_TIMEOUT_S) -> weaviate.WeaviateClient:
+def connect(url: str = _DEFAULTS.weaviate_url, *, grpc_port: int | None = None, api_key: str | None = None,
+            timeout_s: float = _DEFAULTS.timeout) -> weaviate.WeaviateClient:
     """A connected client. `timeout_s` bounds queries and inserts: Weaviate vectorizes inserted
     objects while the call waits, and video on a CPU can take a while."""
     import weaviate
     from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 
     scheme, host, port = split_url(url)
-    grpc = grpc_port or DEFAULT_GRPC_PORT
+    grpc = grpc_port or _DEFAULTS.weaviate_grpc_port
     try:
         # skip_init_checks: the client's init checks include a PyPI version lookup, which stalls
         # on machines without internet access; a wrong gRPC port shows up on first use instead.
@@ -98,27 +84,17 @@ def weaviate_errors(action: str) -> Iterator[None]:
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
-    group = parser.add_argument_group("connection")
-    group.add_argument("--weaviate-url", default=os.environ.get("WEAVIATE_URL", DEFAULT_WEAVIATE_URL),
-                       help=f"Weaviate REST URL [env WEAVIATE_URL, default {DEFAULT_WEAVIATE_URL}]")
-    group.add_argument("--weaviate-grpc-port", type=int,
-                       default=int(os.environ.get("WEAVIATE_GRPC_PORT", DEFAULT_GRPC_PORT)),
-                       help=f"Weaviate gRPC port [env WEAVIATE_GRPC_PORT, default {DEFAULT_GRPC_PORT}]")
-    group.add_argument("--weaviate-api-key", default=os.environ.get("WEAVIATE_API_KEY"),
-                       help="Weaviate API key [env WEAVIATE_API_KEY; default: anonymous]")
-    group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                       help=f"seconds a query or insert batch may take [default {DEFAULT_TIMEOUT_S:.0f}]")
-    if server:
-        add_server_argument(group)
+    """--weaviate-url, --weaviate-grpc-port, --weaviate-api-key, --timeout (and --server)."""
+    names = ["weaviate_url", "weaviate_grpc_port", "weaviate_api_key", "timeout"] + (["server"] if server else [])
+    add_arguments(parser, settings=ConnectionSettings, names=names)
 
 
-def add_server_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--server", default=os.environ.get("IMAGEBIND_SERVER_URL", DEFAULT_SERVER_URL),
-                        help="our vectorizer server, used to embed composed queries and classification inputs; "
-                             "it must serve the same model as the one Weaviate uses "
-                             f"[env IMAGEBIND_SERVER_URL, default {DEFAULT_SERVER_URL}]")
+def add_server_argument(parser: argparse.ArgumentParser) -> None:
+    """--server and --timeout, for commands that only talk to our server."""
+    add_arguments(parser, settings=ConnectionSettings, names=("server", "timeout"))
 
 
 def connect_from_args(args: argparse.Namespace) -> weaviate.WeaviateClient:
-    return connect(args.weaviate_url, grpc_port=args.weaviate_grpc_port, api_key=args.weaviate_api_key,
-                   timeout_s=args.timeout)
+    settings = ConnectionSettings.load(args)
+    return connect(settings.weaviate_url, grpc_port=settings.weaviate_grpc_port, api_key=settings.weaviate_api_key,
+                   timeout_s=settings.timeout)

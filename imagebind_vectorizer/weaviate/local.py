@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from imagebind_vectorizer.settings import cache_home
 from imagebind_vectorizer.weaviate.errors import LocalServerError
 
 if TYPE_CHECKING:
@@ -46,8 +47,7 @@ def build_cache_root() -> Path:
     env = os.environ.get("IMAGEBIND_BUILD_CACHE")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "imagebind-vectorizer-build"
+    return cache_home() / "imagebind-vectorizer-build"
 
 
 def cached_binary_path(version: str = WEAVIATE_VERSION) -> Path:

@@ -30,7 +30,6 @@ from imagebind_vectorizer.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-OFFICIAL_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 CHUNK = 1 << 20
 #: suffixes of the files this module keeps next to a checkpoint; a checkpoint may not be named so
 _OWN_SUFFIXES = (".part", ".tmp", ".sha256", ".lock")

@@ -1,0 +1,53 @@
+"""One entry point for every kind: the byte limit, then the kind's preprocessor, with any failure
+inside a decoder turned into an InputError."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from imagebind_vectorizer.errors import InputError
+from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.preprocess.audio import preprocess_audio
+from imagebind_vectorizer.preprocess.depth import preprocess_depth
+from imagebind_vectorizer.preprocess.image import preprocess_image
+from imagebind_vectorizer.preprocess.imu import preprocess_imu
+from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
+from imagebind_vectorizer.preprocess.text import preprocess_text
+from imagebind_vectorizer.preprocess.thermal import preprocess_thermal
+from imagebind_vectorizer.preprocess.video import preprocess_video
+
+Preprocessor = Callable[[bytes, PreprocessOptions], torch.Tensor]
+
+PREPROCESSORS: dict[InputKind, Callable[..., torch.Tensor]] = {
+    InputKind.TEXT: preprocess_text,
+    InputKind.IMAGE: preprocess_image,
+    InputKind.AUDIO: preprocess_audio,
+    InputKind.VIDEO: preprocess_video,
+    InputKind.DEPTH: preprocess_depth,
+    InputKind.THERMAL: preprocess_thermal,
+    InputKind.IMU: preprocess_imu,
+}
+
+
+def preprocess(kind: InputKind, item: bytes | str, options: PreprocessOptions) -> torch.Tensor:
+    """One item -> (clips, ...) tensor. Unexpected failures inside decoders become InputError too:
+    a bad upload must never surface as a server fault."""
+    if kind is not InputKind.TEXT:
+        if not isinstance(item, bytes | bytearray | memoryview):
+            raise InputError(f"{kind.value} input must be bytes", reason="invalid")
+        if len(item) > options.limits.max_item_bytes:
+            raise InputError(f"{kind.value} input is {len(item)} bytes, over the limit of "
+                             f"{options.limits.max_item_bytes}", reason="too_large")
+    try:
+        return PREPROCESSORS[kind](bytes(item) if not isinstance(item, str) else item, options)
+    except InputError:
+        raise
+    except (MemoryError, RecursionError) as exc:
+        raise InputError(f"{kind.value} input is too complex to decode: {type(exc).__name__}",
+                         reason="too_large") from exc
+    except Exception as exc:
+        raise InputError(f"cannot decode {kind.value} input: {type(exc).__name__}: {exc}",
+                         reason="decode") from exc
+

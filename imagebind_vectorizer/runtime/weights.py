@@ -1,0 +1,66 @@
+"""Where the weights come from: an explicit local file (never downloaded) or the official (or
+another) URL, downloaded once into the cache folder and verified."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagebind_vectorizer.errors import CheckpointError
+from imagebind_vectorizer.runtime.download import cache_file_name, download, read_sidecar, sha256_file, write_sidecar
+from imagebind_vectorizer.settings import OFFICIAL_CHECKPOINT_URL, Settings, cache_home
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/imagebind-vectorizer, else ~/.cache/imagebind-vectorizer (the `cache_dir`
+    setting, IMAGEBIND_CACHE, overrides it)."""
+    return cache_home() / "imagebind-vectorizer"
+
+
+@dataclass(frozen=True)
+class CheckpointSource:
+    """Where the weights come from: an explicit local path (never downloaded) or a URL cached
+    under `cache_dir`."""
+
+    path: Path | None = None
+    url: str = OFFICIAL_CHECKPOINT_URL
+    sha256: str | None = None
+    size: int | None = None
+    cache_dir: Path | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> CheckpointSource:
+        return cls(path=Path(settings.checkpoint) if settings.checkpoint else None, url=settings.checkpoint_url,
+                   sha256=settings.checkpoint_sha256,
+                   cache_dir=Path(settings.cache_dir).expanduser() if settings.cache_dir else None)
+
+    def cached_path(self) -> Path:
+        return (self.cache_dir or default_cache_dir()) / cache_file_name(self.url)
+
+
+def resolve_checkpoint(source: CheckpointSource, *, progress: bool = True) -> Path:
+    """A local file ready to load. Downloads only when no explicit path was given."""
+    if source.path is not None:
+        path = Path(source.path).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist (an explicit path is never downloaded; "
+                                  "unset it to download the official weights)")
+        return path
+    path = source.cached_path()
+    if path.is_file():
+        record = read_sidecar(path)
+        if source.sha256 and record is None:
+            # Placed by hand or changed since it was recorded: verify once, then remember the digest.
+            log.info("verifying the sha256 of %s", path)
+            record = sha256_file(path)
+            write_sidecar(path, record)
+        if source.sha256 and record and record.sha256 != source.sha256.lower():
+            raise CheckpointError(f"cached checkpoint {path} has sha256 {record.sha256}, expected "
+                                  f"{source.sha256}; delete it to download again")
+        return path
+    log.info("downloading %s to %s", source.url, path)
+    download(source.url, path, sha256=source.sha256, size=source.size, progress=progress)
+    return path
