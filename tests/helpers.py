@@ -82,6 +82,15 @@ def write(directory: Path, name: str, data: bytes) -> Path:
     return path
 
 
+def write_files(folder: Path, files: dict[str, bytes | str]) -> Path:
+    """Write `files` (relative name -> bytes or text) under `folder`, creating subfolders."""
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return folder
+
+
 # Oracles for behaviour the official code has no loader for ---------------------------------------
 def container_gray_oracle(data: bytes) -> torch.Tensor:
     """Weaviate's container for depth and thermal: Pillow "L", then torchvision's CLIP-style

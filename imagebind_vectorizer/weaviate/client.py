@@ -52,7 +52,7 @@ def connect(url: str = _DEFAULTS.weaviate_url, *, grpc_port: int | None = None, 
             skip_init_checks=True,
         )
     except weaviate.exceptions.WeaviateBaseError as exc:
-        raise WeaviateConnectError(f"cannot connect to Weaviate at {url}: {first_line(str(exc))}") from None
+        raise WeaviateConnectError(f"cannot connect to Weaviate at {url}: {one_line(str(exc))}") from None
     try:
         ready = client.is_ready()
     except weaviate.exceptions.WeaviateBaseError:
@@ -63,8 +63,9 @@ def connect(url: str = _DEFAULTS.weaviate_url, *, grpc_port: int | None = None, 
     return client
 
 
-def first_line(text: str, limit: int = 600) -> str:
-    """Weaviate's client wraps errors in long multi-line texts; keep the informative part."""
+def one_line(text: str, limit: int = 600) -> str:
+    """Weaviate's client wraps errors in long multi-line texts: all of it on one line, cut at
+    `limit` (unlike errors.first_line, which keeps only a library message's first line)."""
     text = " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -77,7 +78,7 @@ def weaviate_errors(action: str) -> Iterator[None]:
     try:
         yield
     except weaviate.exceptions.WeaviateBaseError as exc:
-        message = first_line(str(exc))
+        message = one_line(str(exc))
         if "StatusCode.UNAVAILABLE" in message or "failed to connect to all addresses" in message:
             message += " -- is Weaviate's gRPC port right? (--weaviate-grpc-port)"
         raise WeaviateSideError(f"{action}: {message}") from None

@@ -29,14 +29,6 @@ def imu_recording(seed: int) -> bytes:
     return media.imu_csv(samples)
 
 
-def write_files(folder: Path, files: dict[str, bytes | str]) -> Path:
-    for name, data in files.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data.encode() if isinstance(data, str) else data)
-    return folder
-
-
 def unit(vector: np.ndarray | list[float]) -> np.ndarray:
     v = np.asarray(vector, dtype=np.float64)
     return v / np.linalg.norm(v)

@@ -15,7 +15,8 @@ from imagebind_vectorizer.modality import InputKind
 from imagebind_vectorizer.weaviate.collections import create_collection, describe, make_spec
 from imagebind_vectorizer.weaviate.ingest import ingest_folder
 from imagebind_vectorizer.weaviate.search import QueryInput, search
-from tests.e2e.support import cosine, write_files
+from tests.e2e.support import cosine
+from tests.helpers import write_files
 
 pytestmark = pytest.mark.weaviate
 

@@ -20,7 +20,8 @@ from imagebind_vectorizer.weaviate.collections import create_collection, make_sp
 from imagebind_vectorizer.weaviate.errors import QueryError
 from imagebind_vectorizer.weaviate.ingest import ingest_folder
 from tests import media
-from tests.e2e.support import gray_picture, subprocess_env, write_files
+from tests.e2e.support import gray_picture, subprocess_env
+from tests.helpers import write_files
 
 pytestmark = pytest.mark.weaviate
 
