@@ -6,7 +6,10 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 CACHE_ROOT ?= $(HOME)/.cache/imagebind-vectorizer-build
-DEPS_HASH := $(shell cat pyproject.toml requirements/*.txt scripts/python_deps.py | sha256sum | cut -c1-16)
+# The environment's key: the dependency lists (not the rest of pyproject.toml: tool settings such as
+# pytest markers do not change what is installed).
+DEPS_HASH := $(shell { $(PYTHON) scripts/python_deps.py test bench; cat requirements/*.txt scripts/python_deps.py; } \
+	| sha256sum | cut -c1-16)
 VENV ?= $(CACHE_ROOT)/venv-$(DEPS_HASH)
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
