@@ -9,8 +9,7 @@ from typing import Any
 
 from imagebind_vectorizer.errors import CheckpointError, ImageBindError, InputError, OverloadedError
 from imagebind_vectorizer.kinds import InputKind
-
-__version__ = "0.1.0"
+from imagebind_vectorizer.version import __version__
 
 
 def __getattr__(name: str) -> Any:

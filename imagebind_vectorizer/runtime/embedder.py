@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imagebind_vectorizer import __version__
 from imagebind_vectorizer.errors import ConfigError, InputError
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.model.checkpoint import load_model, prefetch_pages
@@ -32,6 +31,7 @@ from imagebind_vectorizer.runtime.download import read_sidecar, sha256_file, wri
 from imagebind_vectorizer.runtime.info import CheckpointInfo, ModelInfo
 from imagebind_vectorizer.runtime.weights import CheckpointSource, resolve_checkpoint
 from imagebind_vectorizer.settings import OutputScaling, Settings
+from imagebind_vectorizer.version import __version__
 
 log = logging.getLogger(__name__)
 
