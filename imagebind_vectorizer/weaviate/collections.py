@@ -66,6 +66,21 @@ PROPERTY_TYPES: dict[str, str] = {
 }
 
 
+def parse_scalar(raw: str, base: str) -> Any:
+    """A string as a value of the Weaviate scalar type `base` ("int", "number", "boolean"; any other
+    type stays a string). Raises ValueError. Manifest cells and search filters both come as strings."""
+    if base == "int":
+        return int(raw)
+    if base == "number":
+        return float(raw)
+    if base == "boolean":
+        lowered = raw.lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(raw)
+        return lowered in ("true", "1", "yes")
+    return raw
+
+
 @dataclass(frozen=True)
 class VectorSpec:
     """A named vector vectorized by multi2vec-bind from `fields`, optionally weighted per field."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.client import weaviate_errors
-from imagebind_vectorizer.weaviate.collections import MEDIA_PROPERTIES, describe
+from imagebind_vectorizer.weaviate.collections import MEDIA_PROPERTIES, describe, parse_scalar
 from imagebind_vectorizer.weaviate.errors import QueryError
 from imagebind_vectorizer.weaviate.vectorizer import VectorizerClient
 
@@ -97,20 +97,11 @@ def typed_value(raw: str, data_type: str | None, prop: str) -> Any:
     """A filter value in the property's type (text when the type is unknown)."""
     base = (data_type or "text").removesuffix("[]")
     try:
-        if base == "int":
-            return int(raw)
-        if base == "number":
-            return float(raw)
-        if base == "boolean":
-            lowered = raw.lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return lowered in ("true", "1", "yes")
-        if base == "date":
+        if base == "date":  # the client's filters want a datetime
             return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parse_scalar(raw, base)
     except ValueError:
         raise QueryError(f"--where {prop}: {raw!r} is not a valid {base}") from None
-    return raw
 
 
 def parse_where(expressions: Sequence[str], property_types: Mapping[str, str]) -> Any:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagebind_vectorizer.kinds import InputKind
-from imagebind_vectorizer.weaviate.collections import TEXT_PROPERTIES
+from imagebind_vectorizer.weaviate.collections import TEXT_PROPERTIES, parse_scalar
 from imagebind_vectorizer.weaviate.detect import Detected, sniff
 from imagebind_vectorizer.weaviate.errors import WeaviateSideError
 from imagebind_vectorizer.weaviate.ingest.plan import PlannedObject
@@ -53,18 +53,9 @@ def convert_value(value: Any, data_type: str | None, name: str) -> Any:
     if data_type.endswith("[]"):
         return [convert_value(v.strip(), base, name) for v in value.split(";") if v.strip()]
     try:
-        if base == "int":
-            return int(value)
-        if base == "number":
-            return float(value)
-        if base == "boolean":
-            lowered = value.lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return lowered in ("true", "1", "yes")
+        return parse_scalar(value, base)  # dates stay strings: Weaviate parses them itself
     except ValueError:
         raise WeaviateSideError(f"{name}={value!r} is not a valid {base}") from None
-    return value
 
 
 def build_object(planned: PlannedObject, property_types: Mapping[str, str]) -> BuiltObject:
