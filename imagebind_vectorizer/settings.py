@@ -29,6 +29,13 @@ from imagebind_vectorizer.preprocess.profiles import (
 )
 
 OFFICIAL_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
+#: The ports. Ours default to ones that Weaviate's own defaults (REST 8080, gRPC 50051) leave free, so
+#: both run side by side on one host with no flags; the Dockerfiles, the compose file and the Helm chart
+#: use the same numbers (tests/test_ports.py holds them all to these).
+SERVER_HTTP_PORT = 8011
+SERVER_GRPC_PORT = 50061
+WEAVIATE_HTTP_PORT = 8080
+WEAVIATE_GRPC_PORT = 50051
 #: compute dtypes, by their torch names (the runtime resolves them: getattr(torch, name))
 DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
 
@@ -124,9 +131,9 @@ class Settings:
                                 "most IMU samples per input (the model uses the first 2000)", "limits")
     # Server and engine ------------------------------------------------------------------------
     host: str = _opt("127.0.0.1", "IMAGEBIND_HOST", "address to listen on (0.0.0.0 in the images)", "server")
-    port: int = _opt(8080, "IMAGEBIND_PORT", "HTTP port (Weaviate's multi2vec-bind contract, /metrics)",
+    port: int = _opt(SERVER_HTTP_PORT, "IMAGEBIND_PORT", "HTTP port (Weaviate's multi2vec-bind contract, /metrics)",
                      "server")
-    grpc_port: int = _opt(50061, "IMAGEBIND_GRPC_PORT", "gRPC port (0 disables gRPC)", "server")
+    grpc_port: int = _opt(SERVER_GRPC_PORT, "IMAGEBIND_GRPC_PORT", "gRPC port (0 disables gRPC)", "server")
     max_request_bytes: int = _opt(256 * 1024 * 1024, "IMAGEBIND_MAX_REQUEST_BYTES",
                                   "largest HTTP body or gRPC message", "server")
     max_inflight_bytes: int = _opt(1024 * 1024 * 1024, "IMAGEBIND_MAX_INFLIGHT_BYTES",
@@ -215,17 +222,16 @@ class Settings:
 @dataclass(frozen=True)
 class ConnectionSettings:
     """How the Weaviate-side commands (collection, ingest, search, classify) reach Weaviate and our
-    vectorizer server. Our server's own default port is 8080 (inside Docker it has the container to
-    itself); when Weaviate and the vectorizer share a host, start the vectorizer with `serve --port
-    8011` and set Weaviate's `BIND_INFERENCE_API=http://127.0.0.1:8011`, which `--server` assumes."""
+    vectorizer server. The defaults are both servers' own defaults on this host: Weaviate's REST and
+    gRPC ports, and `serve`'s HTTP port (Weaviate's `BIND_INFERENCE_API=http://127.0.0.1:8011`)."""
 
-    weaviate_url: str = _opt("http://127.0.0.1:8080", "WEAVIATE_URL", "Weaviate REST URL (Weaviate's own default)",
-                             "connection")
-    weaviate_grpc_port: int = _opt(50051, "WEAVIATE_GRPC_PORT", "Weaviate gRPC port (Weaviate's own default)",
-                                   "connection")
+    weaviate_url: str = _opt(f"http://127.0.0.1:{WEAVIATE_HTTP_PORT}", "WEAVIATE_URL",
+                             "Weaviate REST URL (Weaviate's own default)", "connection")
+    weaviate_grpc_port: int = _opt(WEAVIATE_GRPC_PORT, "WEAVIATE_GRPC_PORT",
+                                   "Weaviate gRPC port (Weaviate's own default)", "connection")
     weaviate_api_key: str | None = _opt(None, "WEAVIATE_API_KEY", "Weaviate API key (none: anonymous access)",
                                         "connection")
-    server: str = _opt("http://127.0.0.1:8011", "IMAGEBIND_SERVER_URL",
+    server: str = _opt(f"http://127.0.0.1:{SERVER_HTTP_PORT}", "IMAGEBIND_SERVER_URL",
                        "our vectorizer server, used to embed composed queries and classification inputs; it must "
                        "serve the same model as the one Weaviate uses", "connection")
     timeout: float = _opt(600.0, "IMAGEBIND_CLIENT_TIMEOUT_S",

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from imagebind_vectorizer.settings import SERVER_GRPC_PORT, SERVER_HTTP_PORT
 from tests.deploy.helpers import DOCKER, REPO, fetch_script_from_chart, load_yaml, run, tool
 from tests.deploy.servers import serve_status
 
@@ -91,7 +92,7 @@ def test_vectorizer_service(config):
     assert settings.host == "0.0.0.0" and settings.cache_dir == "/models"
     assert {v["target"]: v.get("read_only", False) for v in vectorizer["volumes"]} == {"/models": True}
     assert vectorizer["read_only"] is True and vectorizer["cap_drop"] == ["ALL"]
-    assert [p["target"] for p in vectorizer["ports"]] == [8080, 50061]
+    assert [p["target"] for p in vectorizer["ports"]] == [SERVER_HTTP_PORT, SERVER_GRPC_PORT]
     assert all(p["host_ip"] == "127.0.0.1" for p in vectorizer["ports"])
     grace = float(vectorizer["environment"]["IMAGEBIND_SHUTDOWN_GRACE_S"])
     assert _seconds(vectorizer["stop_grace_period"]) > grace

@@ -11,6 +11,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from imagebind_vectorizer.settings import SERVER_GRPC_PORT, SERVER_HTTP_PORT
 from tests.deploy.dockerfile import dockerignore_excludes, parse
 from tests.deploy.helpers import DOCKER, REPO, run, tool
 from tests.deploy.servers import serve_status
@@ -96,10 +97,10 @@ def test_final_image_runs_the_server_as_non_root(dockerfile, bake):
     assert user.split(":")[0] not in ("0", "root") and user.split(":")[0].isdigit()
     exposed = {p for i in (s for st in dockerfile.chain(FINAL, args) for s in st.all("EXPOSE"))
                for p in i.args.split()}
-    assert {"8080", "50061"} <= exposed
+    assert {str(SERVER_HTTP_PORT), str(SERVER_GRPC_PORT)} <= exposed
     env = dockerfile.env(FINAL, args)
     assert env["IMAGEBIND_HOST"] == "0.0.0.0"
-    assert env["IMAGEBIND_PORT"] == "8080" and env["IMAGEBIND_GRPC_PORT"] == "50061"
+    assert env["IMAGEBIND_PORT"] == str(SERVER_HTTP_PORT) and env["IMAGEBIND_GRPC_PORT"] == str(SERVER_GRPC_PORT)
     volume = dockerfile.effective(FINAL, "VOLUME", args).exec_form()
     assert env["IMAGEBIND_CACHE"] in volume
     if bake == "1":

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
+from imagebind_vectorizer.settings import SERVER_GRPC_PORT, SERVER_HTTP_PORT
 from tests.deploy.helpers import (
     CHART,
     CHART_MANAGED_ENV,
@@ -198,7 +199,8 @@ def test_default_objects():
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     main = container(deployment)
     assert main["image"] == "imagebind-vectorizer:0.1.0-cpu"
-    assert {p["name"]: p["containerPort"] for p in main["ports"]} == {"http": 8080, "grpc": 50061}
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    assert ports == {"http": SERVER_HTTP_PORT, "grpc": SERVER_GRPC_PORT}
     assert "nvidia.com/gpu" not in main["resources"].get("limits", {})
     assert pod["spec"].get("tolerations") is None and pod["spec"].get("nodeSelector") is None
     # 5 s preStop + 30 s IMAGEBIND_SHUTDOWN_GRACE_S + 10 s margin
@@ -216,9 +218,9 @@ def test_http_probes():
 
 def test_grpc_probes():
     main = container(find(render(sets=("probes.type=grpc",)), "Deployment"))
-    assert main["readinessProbe"]["grpc"] == {"port": 50061, "service": "imagebind.vectorizer.v1.Vectorizer"}
+    assert main["readinessProbe"]["grpc"] == {"port": SERVER_GRPC_PORT, "service": "imagebind.vectorizer.v1.Vectorizer"}
     assert main["startupProbe"]["grpc"] == main["readinessProbe"]["grpc"]
-    assert main["livenessProbe"]["grpc"] == {"port": 50061, "service": ""}
+    assert main["livenessProbe"]["grpc"] == {"port": SERVER_GRPC_PORT, "service": ""}
     assert "httpGet" not in main["livenessProbe"]
 
 
@@ -229,7 +231,7 @@ def test_services_reach_the_pods():
     service = find(docs, "Service", RELEASE)
     assert service["spec"]["type"] == "ClusterIP"
     assert {(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
-        ("http", 8080, "http"), ("grpc", 50061, "grpc")}
+        ("http", SERVER_HTTP_PORT, "http"), ("grpc", SERVER_GRPC_PORT, "grpc")}
     headless = find(docs, "Service", f"{RELEASE}-headless")
     assert headless["spec"]["clusterIP"] == "None"
     assert [(p["name"], p["port"]) for p in headless["spec"]["ports"]] == [("grpc", ports["grpc"])]
@@ -242,7 +244,7 @@ def test_services_reach_the_pods():
     assert not svc["spec"]["selector"].items() <= test_pod["metadata"]["labels"].items()
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert test_pod["spec"]["containers"][0]["command"][-1] == \
-        f"http://{RELEASE}:8080/.well-known/ready"
+        f"http://{RELEASE}:{SERVER_HTTP_PORT}/.well-known/ready"
 
 
 def test_no_grpc():
@@ -281,7 +283,7 @@ def test_every_setting_reaches_the_server(values_case):
     unknown = {k for k in env if k.startswith("IMAGEBIND_")} - settings_env_names()
     assert not unknown, f"not server settings: {unknown}"
     settings = Settings.load(env=env)
-    assert settings.host == "0.0.0.0" and settings.port == 8080 and settings.grpc_port == 50061
+    assert settings.host == "0.0.0.0" and settings.port == SERVER_HTTP_PORT and settings.grpc_port == SERVER_GRPC_PORT
     assert settings.cache_dir == "/models"
     if name == "gpu":
         assert settings.device == "cuda" and settings.dtype == "bfloat16"
@@ -455,9 +457,9 @@ def test_notes(tmp_path):
         return yaml.safe_load(result.stdout)["data"]["notes"]
 
     text = rendered()
-    assert f"BIND_INFERENCE_API=http://{RELEASE}.{NAMESPACE}.svc.cluster.local:8080\n" in text
+    assert f"BIND_INFERENCE_API=http://{RELEASE}.{NAMESPACE}.svc.cluster.local:{SERVER_HTTP_PORT}\n" in text
     assert "ONE pod" in text and "service.headless.enabled=true" in text
     assert "CC-BY-NC" in text
     headless = rendered("service.headless.enabled=true")
-    assert f"dns:///{RELEASE}-headless.{NAMESPACE}.svc.cluster.local:50061" in headless
+    assert f"dns:///{RELEASE}-headless.{NAMESPACE}.svc.cluster.local:{SERVER_GRPC_PORT}" in headless
     assert "round_robin" in headless
