@@ -40,6 +40,10 @@ class InputError(ImageBindError):
             return self._field
         return self.kind.value if self.kind is not None else None
 
+    def __reduce__(self) -> tuple:
+        # Pickled with its keywords, so an error raised in a worker process arrives whole.
+        return _input_error, (self.message, self.reason, self.kind, self._field, self.index)
+
     def at(self, kind: InputKind, index: int | None) -> InputError:
         """The same error, tagged with the kind and index it happened at (keeps an existing index)."""
         return InputError(self.message, reason=self.reason, kind=kind, field=self._field,
@@ -55,6 +59,11 @@ class InputError(ImageBindError):
         if self.field is not None:
             return f"{self.field}: {self.message}"
         return self.message
+
+
+def _input_error(message: str, reason: str, kind: InputKind | None, field: str | None,
+                 index: int | None) -> InputError:
+    return InputError(message, reason=reason, kind=kind, field=field, index=index)
 
 
 class CheckpointError(ImageBindError):

@@ -27,6 +27,13 @@ from imagebind_vectorizer.preprocess.profiles import (
     PreprocessOptions,
     Profile,
 )
+from imagebind_vectorizer.preprocess.segments.windows import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_SECONDS,
+    MAX_WINDOW_SECONDS,
+    MIN_WINDOW_SECONDS,
+    WindowSpec,
+)
 
 OFFICIAL_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 #: The ports. Ours default to ones that Weaviate's own defaults (REST 8080, gRPC 50051) leave free, so
@@ -48,6 +55,7 @@ class OutputScaling(StrEnum):
     OFFICIAL = "official"
 
 
+_WINDOW = WindowSpec()
 _LIMITS = Limits()
 _DEPTH = DepthOptions()
 
@@ -129,6 +137,20 @@ class Settings:
                                        "largest video frame (width x height)", "limits")
     max_imu_samples: int = _opt(_LIMITS.max_imu_samples, "IMAGEBIND_MAX_IMU_SAMPLES",
                                 "most IMU samples per input (the model uses the first 2000)", "limits")
+    # Segments (moment search) -----------------------------------------------------------------
+    segment_seconds: float = _opt(_WINDOW.seconds, "IMAGEBIND_SEGMENT_SECONDS",
+                                  f"window length when a long file is segmented ({MIN_WINDOW_SECONDS:g} to "
+                                  f"{MAX_WINDOW_SECONDS:g} s)", "segments")
+    segment_overlap_seconds: float = _opt(_WINDOW.overlap, "IMAGEBIND_SEGMENT_OVERLAP_SECONDS",
+                                          "seconds neighbouring windows share (at most half a window)", "segments")
+    max_segment_source_seconds: float = _opt(DEFAULT_MAX_SECONDS, "IMAGEBIND_MAX_SEGMENT_SOURCE_SECONDS",
+                                             "longest file that may be segmented", "segments")
+    max_segment_source_bytes: int = _opt(DEFAULT_MAX_BYTES, "IMAGEBIND_MAX_SEGMENT_SOURCE_BYTES",
+                                         "largest file that may be segmented (spooled to a temporary file)",
+                                         "segments")
+    max_segment_streams: int = _opt(2, "IMAGEBIND_MAX_SEGMENT_STREAMS",
+                                    "files segmented at once (each holds one decoder thread); beyond, "
+                                    "RESOURCE_EXHAUSTED", "segments")
     # Server and engine ------------------------------------------------------------------------
     host: str = _opt("127.0.0.1", "IMAGEBIND_HOST", "address to listen on (0.0.0.0 in the images)", "server")
     port: int = _opt(SERVER_HTTP_PORT, "IMAGEBIND_PORT", "HTTP port (Weaviate's multi2vec-bind contract, /metrics)",
@@ -171,6 +193,13 @@ class Settings:
                 problems.append(f"{name} must be >= 1")
         if self.max_wait_ms < 0 or self.cache_size < 0 or self.workers < 0:
             problems.append("max_wait_ms, cache_size and workers must not be negative")
+        try:
+            self.window_spec()
+        except ValueError as exc:
+            problems.append(f"segments: {exc}")
+        if self.max_segment_streams < 1 or self.max_segment_source_seconds <= 0 or self.max_segment_source_bytes < 1:
+            problems.append("max_segment_streams, max_segment_source_seconds and max_segment_source_bytes must be "
+                            "positive")
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             problems.append(f"device {self.device!r}: expected cpu, cuda or cuda:N")
         if problems:
@@ -205,6 +234,9 @@ class Settings:
             exif_transpose=self.exif_transpose,
             imu_channels=tuple(c.strip() for c in self.imu_channels.split(",") if c.strip()),
         )
+
+    def window_spec(self) -> WindowSpec:
+        return WindowSpec(self.segment_seconds, self.segment_overlap_seconds)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -318,3 +318,19 @@ def decoded_audio(data: bytes | str) -> tuple[np.ndarray, int]:
         stream = src.streams.audio[0]
         chunks = [frame.to_ndarray().astype(np.float32) for frame in src.decode(stream)]
         return np.concatenate(chunks, axis=1), stream.rate
+
+
+def float_wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    """32-bit float WAV: decoded (non-16-bit) samples written without rounding."""
+    out = io.BytesIO()
+    layout = "mono" if samples.shape[0] == 1 else "stereo"
+    with av.open(out, mode="w", format="wav") as c:
+        stream = c.add_stream("pcm_f32le", rate=rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples.T.reshape(1, -1), dtype=np.float32),
+                                           format="flt", layout=layout)
+        frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
+        for packet in stream.encode(frame):
+            c.mux(packet)
+        for packet in stream.encode(None):
+            c.mux(packet)
+    return out.getvalue()

@@ -197,10 +197,31 @@ class Engine:
             done[kind] = found  # type: ignore[assignment]
         return done
 
-    def _admit(self, todo: list[tuple[InputKind, int, bytes | str, bytes | None]]) -> list[_Slot]:
+    async def embed_rows(self, kind: InputKind, rows: torch.Tensor, *, deadline: float | None = None) -> np.ndarray:
+        """An item someone else already preprocessed (a window of a long file: `rows` is exactly
+        what `preprocess` returns) -> its vector. Admitted and batched like any other item of its
+        kind, so windows batch with each other and with other requests."""
+        if self.state is not State.READY:
+            raise NotReadyError(f"the server is {self.state.value}")
+        assert self.embedder is not None
+        self.embedder.require(kind)
+        [slot] = self._admit([(kind, -1, b"", None)], row_counts=[int(rows.shape[0])])
+        try:
+            future: asyncio.Future[torch.Tensor] = asyncio.get_running_loop().create_future()
+            self._batchers[kind].submit(WorkItem(rows, future, deadline, on_done=slot.release))
+        except BaseException:
+            slot.release()
+            raise
+        per_clip = await future
+        self.metrics.items.labels(kind.value).inc()
+        return self.embedder.finish(per_clip, [per_clip.shape[0]])[0].numpy()
+
+    def _admit(self, todo: list[tuple[InputKind, int, bytes | str, bytes | None]],
+               row_counts: list[int] | None = None) -> list[_Slot]:
+        counts = row_counts or [kind.facts.rows_per_item for kind, *_ in todo]
         need: dict[InputKind, int] = {}
-        for kind, *_ in todo:
-            need[kind] = need.get(kind, 0) + kind.facts.rows_per_item
+        for (kind, *_), count in zip(todo, counts, strict=True):
+            need[kind] = need.get(kind, 0) + count
         limit = self.settings.queue_size
         for kind, rows in need.items():
             if rows > limit:
@@ -211,10 +232,9 @@ class Engine:
                 raise OverloadedError(f"the {kind.value} queue is full ({self._pending[kind]} of {limit} forward "
                                       "passes waiting); retry later")
         slots = []
-        for kind, *_ in todo:
-            rows = kind.facts.rows_per_item
-            self._pending[kind] += rows
-            slots.append(_Slot(self, kind, rows))
+        for (kind, *_), count in zip(todo, counts, strict=True):
+            self._pending[kind] += count
+            slots.append(_Slot(self, kind, count))
             self.metrics.queue_depth.labels(kind.value).set(self._pending[kind])
         if slots:
             self._idle.clear()

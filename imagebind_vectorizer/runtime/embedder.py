@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,14 @@ from imagebind_vectorizer.model.config import load_config
 from imagebind_vectorizer.model.imagebind import ImageBind, average_clips, random_model
 from imagebind_vectorizer.preprocess.dispatch import preprocess
 from imagebind_vectorizer.preprocess.profiles import Profile
+from imagebind_vectorizer.preprocess.segments import (
+    Segment,
+    SegmentInput,
+    Source,
+    SourceLimits,
+    WindowSpec,
+    iter_segments,
+)
 from imagebind_vectorizer.preprocess.text import get_tokenizer
 from imagebind_vectorizer.runtime.download import read_sidecar, sha256_file, write_sidecar
 from imagebind_vectorizer.runtime.info import CheckpointInfo, ModelInfo
@@ -117,6 +125,45 @@ class Embedder:
         counts = [x.shape[0] for x in inputs]
         rows = torch.cat(inputs)
         return self.finish(self.forward_rows(kind, rows, chunk), counts).numpy()
+
+    def embed_segments(self, source: Source, kind: InputKind | str, spec: WindowSpec | None = None, *,
+                       limits: SourceLimits | None = None, windows_per_batch: int = 4) -> Iterator[Segment]:
+        """A long audio or video file (a path or a seekable binary file) -> its segments, in order,
+        as they are computed: `segment.start`/`.end` in seconds, `segment.vectors[InputKind.VIDEO]`
+        (what is seen) and `[InputKind.AUDIO]` (what is heard: an audio file, or a video's
+        soundtrack when the audio encoder is loaded). Damaged windows carry `errors` instead; a
+        file that cannot be segmented, or whose rest is lost, raises InputError (after the good
+        segments). Memory stays that of a few windows, whatever the file's length.
+
+            for segment in embedder.embed_segments("lecture.mp4", "video"):
+                print(segment.start, segment.end, segment.vectors.keys())
+        """
+        kind = InputKind.parse(kind) if isinstance(kind, str) else kind
+        self.require(kind)
+        spec = spec or self.settings.window_spec()
+        limits = limits or SourceLimits(self.settings.max_segment_source_seconds,
+                                        self.settings.max_segment_source_bytes)
+        batch: list[SegmentInput] = []
+        for item in iter_segments(source, kind, spec, self.options, limits):
+            batch.append(item)
+            if len(batch) >= windows_per_batch:
+                yield from self._embed_windows(batch)
+                batch = []
+        yield from self._embed_windows(batch)
+
+    def _embed_windows(self, batch: list[SegmentInput]) -> list[Segment]:
+        """Embed several windows at once: one forward per part kind over all their rows."""
+        segments = [Segment(item.window, errors=dict(item.errors)) for item in batch]
+        for part in (InputKind.VIDEO, InputKind.AUDIO):
+            owners = [i for i, item in enumerate(batch) if part in item.rows]
+            if not owners or part.encoder not in self.model.enabled:
+                continue
+            inputs = [batch[i].rows[part] for i in owners]
+            vectors = self.finish(self.forward_rows(part, torch.cat(inputs), DEFAULT_CHUNK),
+                                  [x.shape[0] for x in inputs]).numpy()
+            for i, vector in zip(owners, vectors, strict=True):
+                segments[i].vectors[part] = vector
+        return segments
 
     def require(self, kind: InputKind) -> None:
         if kind.encoder not in self.model.enabled:

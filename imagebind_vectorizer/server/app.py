@@ -16,6 +16,7 @@ from aiohttp import web
 
 from imagebind_vectorizer import logs
 from imagebind_vectorizer.engine.engine import Engine
+from imagebind_vectorizer.engine.segments import Segmenter
 from imagebind_vectorizer.server.weaviate_http import create_app
 from imagebind_vectorizer.settings import Settings
 
@@ -28,6 +29,7 @@ class Server:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine or Engine(settings)
+        self.segmenter = Segmenter(self.engine, settings)
         self._runner: web.AppRunner | None = None
         self._grpc = None
         self.http_port: int | None = None
@@ -44,7 +46,7 @@ class Server:
         if s.grpc_port:
             from imagebind_vectorizer.server.grpc_service import start_grpc_server
 
-            self._grpc, self.grpc_port = await start_grpc_server(self.engine, s)
+            self._grpc, self.grpc_port = await start_grpc_server(self.engine, s, self.segmenter)
         log.info("listening", extra={"fields": {"http": f"{s.host}:{self.http_port}",
                                                 "grpc": f"{s.host}:{self.grpc_port}" if self.grpc_port else None}})
 
@@ -61,6 +63,7 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.engine.close()
+        self.segmenter.close()
         return finished
 
 

@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 import grpc
 import numpy as np
@@ -23,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from imagebind_vectorizer.engine.engine import Engine
+from imagebind_vectorizer.engine.segments import Segmenter
 from imagebind_vectorizer.errors import (
     DeadlineExceededError,
     ImageBindError,
@@ -31,6 +33,7 @@ from imagebind_vectorizer.errors import (
     OverloadedError,
 )
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.preprocess.segments import Segment, WindowSpec
 from imagebind_vectorizer.runtime.info import ModelInfo
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2_grpc as pb_grpc
@@ -91,9 +94,10 @@ def _embedding(vector: np.ndarray, kind: InputKind, item_id: str, encoding: int)
 
 
 class VectorizerService(pb_grpc.VectorizerServicer):
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, engine: Engine, settings: Settings, segmenter: Segmenter | None = None) -> None:
         self.engine = engine
         self.settings = settings
+        self.segmenter = segmenter or Segmenter(engine, settings)
 
     def _observe(self, method: str, code: grpc.StatusCode, started: float | None = None) -> None:
         endpoint = f"/{SERVICE_NAME}/{method}"
@@ -204,6 +208,86 @@ class VectorizerService(pb_grpc.VectorizerServicer):
                 await asyncio.gather(reader, *items, return_exceptions=True)
             self._observe(method, code)
 
+    # VectorizeSegments ----------------------------------------------------------------------------
+    async def VectorizeSegments(self, request_iterator: AsyncIterator[pb.VectorizeSegmentsRequest],
+                                context: grpc.aio.ServicerContext) -> AsyncIterator[pb.VectorizeSegmentsResponse]:
+        method = "VectorizeSegments"
+        started = time.monotonic()
+        try:
+            if not self.engine.ready:
+                raise NotReadyError(f"the server is {self.engine.state.value}")
+            with self.segmenter.admitted(), tempfile.TemporaryFile(prefix="imagebind-segments-") as spool:
+                first = await anext(aiter(request_iterator), None)
+                if first is None or not first.HasField("options"):
+                    raise InputError("the first message must carry SegmentOptions", reason="invalid",
+                                     field="options")
+                options = first.options
+                kind, spec = self._segment_options(options)
+                received = await self._spool(first, request_iterator, spool, options.total_bytes)
+                short = options.total_bytes and received < options.total_bytes
+                stop_note = (f"; the stream stopped after {received} of the {options.total_bytes} bytes announced"
+                             if short else "")
+                if received == 0:
+                    raise InputError("the stream carried no bytes", reason="empty", field="chunk")
+                count, end = 0, 0.0
+                try:
+                    async for segment in self.segmenter.segments(spool, kind, spec, deadline=_deadline(context),
+                                                                 first_index=options.first_index):
+                        count, end = count + 1, segment.end
+                        yield pb.VectorizeSegmentsResponse(segment=_segment_message(segment, options))
+                except InputError as exc:
+                    raise InputError(f"({kind.value}) {exc.message}{stop_note}", reason=exc.reason) from None
+                if short:
+                    raise InputError(f"({kind.value}) the file is truncated{stop_note}; the segments sent are what "
+                                     "those bytes hold", reason="truncated")
+                yield pb.VectorizeSegmentsResponse(done=pb.SegmentsDone(segments=count, seconds=end, bytes=received))
+        except (asyncio.CancelledError, GeneratorExit):
+            self._observe(method, grpc.StatusCode.CANCELLED)
+            raise
+        except Exception as exc:
+            await self._fail(context, method, exc, started)
+        self._observe(method, grpc.StatusCode.OK, started)
+
+    def _segment_options(self, options: pb.SegmentOptions) -> tuple[InputKind, WindowSpec]:
+        kind = KIND_OF_MODALITY.get(options.modality)
+        if kind not in (InputKind.AUDIO, InputKind.VIDEO):
+            raise InputError("modality must be MODALITY_AUDIO or MODALITY_VIDEO", reason="modality", field="options")
+        if options.total_bytes > self.settings.max_segment_source_bytes:
+            raise InputError(f"the file is {options.total_bytes} bytes, over the limit of "
+                             f"{self.settings.max_segment_source_bytes}", reason="too_large", field="options")
+        if not options.window_seconds:
+            return kind, self.segmenter.default_spec
+        try:
+            return kind, WindowSpec(options.window_seconds, options.overlap_seconds)
+        except ValueError as exc:
+            raise InputError(str(exc), reason="invalid", field="options") from None
+
+    async def _spool(self, first: pb.VectorizeSegmentsRequest, rest: AsyncIterator[pb.VectorizeSegmentsRequest],
+                     spool: BinaryIO, announced: int) -> int:
+        """Write the uploaded chunks to the temporary file; the byte limit holds as they arrive."""
+        limit = min(self.settings.max_segment_source_bytes, announced or self.settings.max_segment_source_bytes)
+        received = 0
+
+        async def write(chunk: bytes) -> None:
+            nonlocal received
+            received += len(chunk)
+            if received > limit:
+                what = "announced" if announced and announced < self.settings.max_segment_source_bytes else \
+                    "the limit of"
+                raise InputError(f"the stream carries more than {what} {limit} bytes", reason="too_large",
+                                 field="chunk")
+            if chunk:
+                await asyncio.to_thread(spool.write, chunk)
+
+        await write(first.chunk)
+        async for request in rest:
+            if request.HasField("options"):
+                raise InputError("SegmentOptions may only come in the first message", reason="invalid",
+                                 field="options")
+            await write(request.chunk)
+        await asyncio.to_thread(spool.flush)
+        return received
+
     # Meta -----------------------------------------------------------------------------------------
     async def Meta(self, request: pb.MetaRequest, context: grpc.aio.ServicerContext) -> pb.MetaResponse:
         self._observe("Meta", grpc.StatusCode.OK)
@@ -230,8 +314,27 @@ def _item_message(exc: BaseException, request: pb.VectorizeStreamRequest) -> str
     return f"server error: {type(exc).__name__}: {exc}"
 
 
+def _segment_message(segment: Segment, options: pb.SegmentOptions) -> pb.Segment:
+    message = pb.Segment(id=options.id, index=segment.index, start_seconds=segment.start,
+                         end_seconds=segment.end)
+    for kind, target, error_target in ((InputKind.VIDEO, message.visual, message.visual_error),
+                                       (InputKind.AUDIO, message.audio, message.audio_error)):
+        if kind in segment.vectors:
+            target.CopyFrom(_embedding(segment.vectors[kind], kind, options.id, options.encoding))
+        elif kind in segment.errors:
+            error = segment.errors[kind]
+            error_target.CopyFrom(pb.ItemError(code=grpc.StatusCode.INVALID_ARGUMENT.value[0], reason=error.reason,
+                                               message=f"segment {segment.index} ({segment.start:.2f}-"
+                                                       f"{segment.end:.2f} s): {error.message}"))
+    return message
+
+
 def meta_response(info: ModelInfo | None, state: str, error: str | None, settings: Settings) -> pb.MetaResponse:
-    limits = dict(max_message_bytes=_max_message_bytes(settings), stream_max_in_flight=STREAM_MAX_IN_FLIGHT)
+    limits = dict(max_message_bytes=_max_message_bytes(settings), stream_max_in_flight=STREAM_MAX_IN_FLIGHT,
+                  segment_seconds=settings.segment_seconds, segment_overlap_seconds=settings.segment_overlap_seconds,
+                  max_segment_source_bytes=settings.max_segment_source_bytes,
+                  max_segment_source_seconds=settings.max_segment_source_seconds,
+                  max_segment_streams=settings.max_segment_streams)
     if info is None:
         return pb.MetaResponse(model=ModelInfo.MODEL, server=ModelInfo.SERVER, state=state, error=error or "",
                                **limits)
@@ -286,7 +389,8 @@ class EngineHealth(health_pb2_grpc.HealthServicer):
 
 
 # Server ---------------------------------------------------------------------------------------------
-async def start_grpc_server(engine: Engine, settings: Settings) -> tuple[grpc.aio.Server, int]:
+async def start_grpc_server(engine: Engine, settings: Settings,
+                            segmenter: Segmenter | None = None) -> tuple[grpc.aio.Server, int]:
     """Serve the Vectorizer, health and reflection on settings.host:settings.grpc_port (0: any free
     port). Returns the started server and the port it is bound to."""
     limit = _max_message_bytes(settings)
@@ -295,7 +399,7 @@ async def start_grpc_server(engine: Engine, settings: Settings) -> tuple[grpc.ai
         ("grpc.max_send_message_length", -1),
         ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
     ])
-    pb_grpc.add_VectorizerServicer_to_server(VectorizerService(engine, settings), server)
+    pb_grpc.add_VectorizerServicer_to_server(VectorizerService(engine, settings, segmenter), server)
     health_pb2_grpc.add_HealthServicer_to_server(EngineHealth(engine, ["", SERVICE_NAME]), server)
     reflection.enable_server_reflection(
         [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)

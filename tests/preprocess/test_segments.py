@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from imagebind_vectorizer.errors import InputError
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess import preprocess
 from imagebind_vectorizer.preprocess.audio import waveform_to_clips
 from imagebind_vectorizer.preprocess.profiles import PreprocessOptions, Profile
@@ -235,7 +235,7 @@ def test_eight_channel_audio_is_segmented_without_crashing(media_dir: Path) -> N
     path = media_dir / "eight.wav"
     path.write_bytes(media.wav_bytes(media.tone(12.0, 16000, channels=8), 16000))
     code = f"""
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
 from imagebind_vectorizer.preprocess.segments import WindowSpec, iter_segments
 print(len(list(iter_segments({str(path)!r}, InputKind.AUDIO, WindowSpec(), PreprocessOptions()))))
@@ -248,7 +248,7 @@ print(len(list(iter_segments({str(path)!r}, InputKind.AUDIO, WindowSpec(), Prepr
 # Memory does not grow with the file's length --------------------------------------------------------------
 _PEAKS = textwrap.dedent("""
     import json, os, sys
-    from imagebind_vectorizer.modality import InputKind
+    from imagebind_vectorizer.kinds import InputKind
     from imagebind_vectorizer.preprocess.profiles import PreprocessOptions, Profile
     from imagebind_vectorizer.preprocess.segments import WindowSpec, iter_segments
     kind, profile, spec = InputKind(sys.argv[1]), Profile(sys.argv[2]), WindowSpec(float(sys.argv[3]))
@@ -303,3 +303,16 @@ def test_video_memory_does_not_grow_with_length(media_dir: Path, profile: Profil
     grown_mib, windows = _growth_mib(short, long, InputKind.VIDEO, 10.0, profile)
     assert windows == 24
     assert grown_mib < 12, f"peak grew by {grown_mib:.1f} MiB from 1 to 4 minutes of video"
+
+
+def test_segment_inputs_pickle_whole_for_a_worker_process(stereo_wav: tuple[Path, np.ndarray]) -> None:
+    """A long file may be decoded in a worker process and its windows sent back: every part of a
+    window, errors included (reason and location), survives pickling."""
+    import pickle
+
+    segment = next(iter_segments(stereo_wav[0], InputKind.AUDIO, WindowSpec(), options()))
+    segment.errors[InputKind.VIDEO] = InputError("broken stretch", reason="decode", field="video", index=3)
+    back = pickle.loads(pickle.dumps(segment))
+    assert back.window == segment.window and torch.equal(back.rows[InputKind.AUDIO], segment.rows[InputKind.AUDIO])
+    error = back.errors[InputKind.VIDEO]
+    assert (error.message, error.reason, error.field, error.index) == ("broken stretch", "decode", "video", 3)

@@ -1,45 +1,24 @@
 """Long audio and video as timed segments: windows cut from one streaming decode, each turned into
-exactly the model input a file of its own would give (see windows.py for where windows lie,
-audio.py and video.py for the decoders). A generator of picklable `SegmentInput`s, so it can run
-in a worker thread or process and hand windows back one at a time."""
+exactly the model input a file of its own would give (windows.py: where windows lie; audio.py and
+video.py: the decoders; decode.py: `iter_segments`). The decoders yield picklable `SegmentInput`s,
+so they can run in a worker thread or process and hand windows back one at a time. Importing the
+package is light (settings read `windows`); the decoders load with the first `iter_segments`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import Any
 
-from imagebind_vectorizer.errors import InputError
-from imagebind_vectorizer.modality import InputKind
-from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
-from imagebind_vectorizer.preprocess.segments.audio import audio_windows
-from imagebind_vectorizer.preprocess.segments.source import Source, SourceLimits
-from imagebind_vectorizer.preprocess.segments.types import SegmentInput
-from imagebind_vectorizer.preprocess.segments.video import video_windows
-from imagebind_vectorizer.preprocess.segments.windows import Window, WindowSpec
-
-#: the kinds a long file can be segmented as
-SEGMENTED_KINDS = (InputKind.AUDIO, InputKind.VIDEO)
+from imagebind_vectorizer.preprocess.segments.types import Segment, SegmentInput
+from imagebind_vectorizer.preprocess.segments.windows import SourceLimits, Window, WindowSpec
 
 
-def iter_segments(source: Source, kind: InputKind, spec: WindowSpec, options: PreprocessOptions,
-                  limits: SourceLimits | None = None) -> Iterator[SegmentInput]:
-    """The windows of an audio or video file, in order. Raises InputError for a file that cannot
-    be segmented at all (before the first window) or whose rest is lost (after the last good one)."""
-    limits = limits or SourceLimits()
-    if kind is InputKind.AUDIO:
-        decoder = audio_windows(source, spec, options, limits)
-    elif kind is InputKind.VIDEO:
-        decoder = video_windows(source, spec, options, limits)
-    else:
-        raise InputError(f"only audio and video can be segmented, not {kind.value}", reason="invalid")
-    try:
-        yield from decoder
-    except InputError:
-        raise
-    except (MemoryError, RecursionError) as exc:
-        raise InputError(f"the {kind.value} is too complex to decode: {type(exc).__name__}",
-                         reason="too_large") from exc
-    except Exception as exc:
-        raise InputError(f"cannot decode the {kind.value}: {type(exc).__name__}: {exc}", reason="decode") from exc
+def __getattr__(name: str) -> Any:
+    if name in ("iter_segments", "SEGMENTED_KINDS", "Source"):
+        from imagebind_vectorizer.preprocess.segments import decode
+
+        return getattr(decode, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["SEGMENTED_KINDS", "SegmentInput", "Source", "SourceLimits", "Window", "WindowSpec", "iter_segments"]
+__all__ = ["SEGMENTED_KINDS", "Segment", "SegmentInput", "Source", "SourceLimits", "Window", "WindowSpec",
+           "iter_segments"]

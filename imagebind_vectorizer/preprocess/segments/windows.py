@@ -1,4 +1,5 @@
-"""Where the windows of a long recording lie: fixed-length windows every `seconds - overlap`.
+"""Where the windows of a long recording lie (fixed-length windows every `seconds - overlap`), and
+the limits on a file that is segmented. Pure configuration: settings read it, so no torch here.
 
 A window is emitted while it holds media that no earlier window covered: the last one ends at the
 end of the file and may be shorter (a tail under MIN_TAIL_SECONDS is dropped: too short to say
@@ -11,6 +12,11 @@ import hashlib
 import math
 from dataclasses import dataclass
 
+from imagebind_vectorizer.errors import InputError
+
+#: the defaults: at least four hours and 4 GiB, as the issue asks of a long recording
+DEFAULT_MAX_SECONDS = 4 * 3600.0
+DEFAULT_MAX_BYTES = 4 * 1024**3
 #: a window shorter than this at the end of a file is not emitted
 MIN_TAIL_SECONDS = 0.5
 #: ImageBind's clips are 2 s long: a shorter window would be mostly padding
@@ -101,3 +107,23 @@ class Window:
 def settings_digest(*parts: object) -> str:
     """A 16-hex-digit digest of what changes a segment's vectors (window spec, profile, model)."""
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SourceLimits:
+    """How long and how large a segmented file may be."""
+
+    max_seconds: float = DEFAULT_MAX_SECONDS
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    def check_seconds(self, seconds: float | None, *, decoded: bool = False) -> None:
+        if seconds is None:
+            return
+        # A header may round the duration up a little; decoding past the limit is the real test.
+        if seconds > self.max_seconds + (0.0 if decoded else 1.0):
+            what = "decodes to more than" if decoded else f"is {seconds:.1f} s long, over"
+            raise InputError(f"the file {what} the limit of {self.max_seconds:g} s", reason="too_long")
+
+    def check_bytes(self, size: int) -> None:
+        if size > self.max_bytes:
+            raise InputError(f"the file is {size} bytes, over the limit of {self.max_bytes}", reason="too_large")

@@ -107,6 +107,70 @@ class VectorizeStreamResponse(_message.Message):
     error: ItemError
     def __init__(self, sequence: _Optional[int] = ..., id: _Optional[str] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
 
+class SegmentOptions(_message.Message):
+    __slots__ = ("modality", "window_seconds", "overlap_seconds", "total_bytes", "first_index", "encoding", "id")
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    modality: Modality
+    window_seconds: float
+    overlap_seconds: float
+    total_bytes: int
+    first_index: int
+    encoding: VectorEncoding
+    id: str
+    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., window_seconds: _Optional[float] = ..., overlap_seconds: _Optional[float] = ..., total_bytes: _Optional[int] = ..., first_index: _Optional[int] = ..., encoding: _Optional[_Union[VectorEncoding, str]] = ..., id: _Optional[str] = ...) -> None: ...
+
+class VectorizeSegmentsRequest(_message.Message):
+    __slots__ = ("options", "chunk")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    options: SegmentOptions
+    chunk: bytes
+    def __init__(self, options: _Optional[_Union[SegmentOptions, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("id", "index", "start_seconds", "end_seconds", "visual", "audio", "visual_error", "audio_error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VISUAL_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    VISUAL_ERROR_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    index: int
+    start_seconds: float
+    end_seconds: float
+    visual: Embedding
+    audio: Embedding
+    visual_error: ItemError
+    audio_error: ItemError
+    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., visual: _Optional[_Union[Embedding, _Mapping]] = ..., audio: _Optional[_Union[Embedding, _Mapping]] = ..., visual_error: _Optional[_Union[ItemError, _Mapping]] = ..., audio_error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
+
+class SegmentsDone(_message.Message):
+    __slots__ = ("segments", "seconds", "bytes")
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    segments: int
+    seconds: float
+    bytes: int
+    def __init__(self, segments: _Optional[int] = ..., seconds: _Optional[float] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class VectorizeSegmentsResponse(_message.Message):
+    __slots__ = ("segment", "done")
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    segment: Segment
+    done: SegmentsDone
+    def __init__(self, segment: _Optional[_Union[Segment, _Mapping]] = ..., done: _Optional[_Union[SegmentsDone, _Mapping]] = ...) -> None: ...
+
 class MetaRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -124,7 +188,7 @@ class Checkpoint(_message.Message):
     def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., weights: _Optional[str] = ...) -> None: ...
 
 class MetaResponse(_message.Message):
-    __slots__ = ("model", "name", "server", "server_version", "state", "architecture", "architecture_config_json", "dimensions", "checkpoint", "encoders", "modalities", "device", "dtype", "preprocessing", "output_scaling", "max_message_bytes", "stream_max_in_flight", "error")
+    __slots__ = ("model", "name", "server", "server_version", "state", "architecture", "architecture_config_json", "dimensions", "checkpoint", "encoders", "modalities", "device", "dtype", "preprocessing", "output_scaling", "max_message_bytes", "stream_max_in_flight", "error", "segment_seconds", "segment_overlap_seconds", "max_segment_source_bytes", "max_segment_source_seconds", "max_segment_streams")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SERVER_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +207,11 @@ class MetaResponse(_message.Message):
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     STREAM_MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_OVERLAP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SEGMENT_SOURCE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_SEGMENT_SOURCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SEGMENT_STREAMS_FIELD_NUMBER: _ClassVar[int]
     model: str
     name: str
     server: str
@@ -161,4 +230,9 @@ class MetaResponse(_message.Message):
     max_message_bytes: int
     stream_max_in_flight: int
     error: str
-    def __init__(self, model: _Optional[str] = ..., name: _Optional[str] = ..., server: _Optional[str] = ..., server_version: _Optional[str] = ..., state: _Optional[str] = ..., architecture: _Optional[str] = ..., architecture_config_json: _Optional[str] = ..., dimensions: _Optional[int] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., encoders: _Optional[_Iterable[str]] = ..., modalities: _Optional[_Iterable[_Union[Modality, str]]] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., preprocessing: _Optional[str] = ..., output_scaling: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., stream_max_in_flight: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    segment_seconds: float
+    segment_overlap_seconds: float
+    max_segment_source_bytes: int
+    max_segment_source_seconds: float
+    max_segment_streams: int
+    def __init__(self, model: _Optional[str] = ..., name: _Optional[str] = ..., server: _Optional[str] = ..., server_version: _Optional[str] = ..., state: _Optional[str] = ..., architecture: _Optional[str] = ..., architecture_config_json: _Optional[str] = ..., dimensions: _Optional[int] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., encoders: _Optional[_Iterable[str]] = ..., modalities: _Optional[_Iterable[_Union[Modality, str]]] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., preprocessing: _Optional[str] = ..., output_scaling: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., stream_max_in_flight: _Optional[int] = ..., error: _Optional[str] = ..., segment_seconds: _Optional[float] = ..., segment_overlap_seconds: _Optional[float] = ..., max_segment_source_bytes: _Optional[int] = ..., max_segment_source_seconds: _Optional[float] = ..., max_segment_streams: _Optional[int] = ...) -> None: ...

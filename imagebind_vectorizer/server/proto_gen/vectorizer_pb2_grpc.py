@@ -45,6 +45,11 @@ class VectorizerStub(object):
                 request_serializer=imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.VectorizeStreamRequest.SerializeToString,
                 response_deserializer=imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.VectorizeStreamResponse.FromString,
                 _registered_method=True)
+        self.VectorizeSegments = channel.stream_stream(
+                '/imagebind.vectorizer.v1.Vectorizer/VectorizeSegments',
+                request_serializer=imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.VectorizeSegmentsRequest.SerializeToString,
+                response_deserializer=imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.VectorizeSegmentsResponse.FromString,
+                _registered_method=True)
         self.Meta = channel.unary_unary(
                 '/imagebind.vectorizer.v1.Vectorizer/Meta',
                 request_serializer=imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.MetaRequest.SerializeToString,
@@ -74,6 +79,22 @@ class VectorizerServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VectorizeSegments(self, request_iterator, context):
+        """Moment search: a long audio or video file as timed segments. The client streams the file's
+        bytes in chunks (the first message also carries SegmentOptions) and half-closes; the server
+        answers with one Segment per window, in order, as each is computed, then SegmentsDone.
+        A window that cannot be decoded comes back as a Segment with its error and the rest goes on.
+        A file that cannot be segmented at all ends the call with INVALID_ARGUMENT before any
+        segment; one whose rest is lost (truncated, a stream that stops short of total_bytes) ends
+        it with INVALID_ARGUMENT after the segments before the damage. Limits: MetaResponse's
+        max_segment_source_bytes and max_segment_source_seconds; at most max_segment_streams calls
+        run at once (beyond, RESOURCE_EXHAUSTED). Cancelling the call stops the decoding and drops
+        the windows queued for the model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Meta(self, request, context):
         """What the server runs: model, weights, device, preprocessing, dimensions, limits.
         """
@@ -93,6 +114,11 @@ def add_VectorizerServicer_to_server(servicer, server):
                     servicer.VectorizeStream,
                     request_deserializer=imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.VectorizeStreamRequest.FromString,
                     response_serializer=imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.VectorizeStreamResponse.SerializeToString,
+            ),
+            'VectorizeSegments': grpc.stream_stream_rpc_method_handler(
+                    servicer.VectorizeSegments,
+                    request_deserializer=imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.VectorizeSegmentsRequest.FromString,
+                    response_serializer=imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.VectorizeSegmentsResponse.SerializeToString,
             ),
             'Meta': grpc.unary_unary_rpc_method_handler(
                     servicer.Meta,
@@ -155,6 +181,33 @@ class Vectorizer(object):
             '/imagebind.vectorizer.v1.Vectorizer/VectorizeStream',
             imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.VectorizeStreamRequest.SerializeToString,
             imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.VectorizeStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VectorizeSegments(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/imagebind.vectorizer.v1.Vectorizer/VectorizeSegments',
+            imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.VectorizeSegmentsRequest.SerializeToString,
+            imagebind_dot_vectorizer_dot_v1_dot_vectorizer__pb2.VectorizeSegmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

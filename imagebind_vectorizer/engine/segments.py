@@ -1,0 +1,167 @@
+"""Long files through the engine: a decoder thread cuts windows (preprocess/segments), each
+window's inputs go to the engine as ordinary items (so they batch across windows and requests),
+and segments come back in order as soon as each is done.
+
+Memory is bounded end to end: the decoder hands over at most DECODED_AHEAD windows before it
+waits, and at most `in_flight` windows are being embedded; a caller that stops reading stops the
+decoder. Cancelling the iteration stops the decoder thread at its next window and drops the
+windows that were queued for the model."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+import numpy as np
+import torch
+
+from imagebind_vectorizer.engine.engine import Engine
+from imagebind_vectorizer.errors import InputError, OverloadedError
+from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.preprocess.segments import (
+    Segment,
+    SegmentInput,
+    Source,
+    SourceLimits,
+    WindowSpec,
+    iter_segments,
+)
+from imagebind_vectorizer.settings import Settings
+
+#: windows the decoder may have finished before the model has started on them
+DECODED_AHEAD = 2
+#: how long a window waits between tries when its kind's queue is full
+ROOM_RETRY_S = 0.05
+_END = object()
+
+
+class Segmenter:
+    """Segment streams over one engine, at most `settings.max_segment_streams` at a time."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.default_spec = settings.window_spec()
+        self.limits = SourceLimits(settings.max_segment_source_seconds, settings.max_segment_source_bytes)
+        self.max_streams = settings.max_segment_streams
+        self.active = 0
+        self._pool = ThreadPoolExecutor(self.max_streams, thread_name_prefix="segments")
+
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Hold one of the stream places for a whole file, or refuse at once."""
+        if self.active >= self.max_streams:
+            raise OverloadedError(f"{self.active} segment streams are running, the most this server takes "
+                                  f"(max_segment_streams); retry later")
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def segments(self, source: Source, kind: InputKind, spec: WindowSpec | None = None, *,
+                       deadline: float | None = None, first_index: int = 0) -> AsyncIterator[Segment]:
+        """The file's segments in order. Windows before `first_index` are decoded (the stream must
+        be read through) but not embedded or returned. Raises InputError for a file that cannot
+        be segmented, or after the last good segment when the rest of the file is lost."""
+        spec = spec or self.default_spec
+        embedder = self.engine.embedder
+        assert embedder is not None
+        embedder.require(kind)  # a video's soundtrack is embedded only where the audio encoder is loaded
+        loop = asyncio.get_running_loop()
+        decoded: asyncio.Queue[object] = asyncio.Queue(DECODED_AHEAD)
+        stop = threading.Event()
+        options = embedder.options
+
+        def hand_over(item: object) -> bool:
+            future = asyncio.run_coroutine_threadsafe(decoded.put(item), loop)
+            while True:
+                try:
+                    future.result(timeout=0.1)
+                    return True
+                except FutureTimeout:
+                    if stop.is_set():
+                        future.cancel()
+                        return False
+
+        def decode() -> None:
+            try:
+                for item in iter_segments(source, kind, spec, options, self.limits):
+                    if stop.is_set() or not hand_over(item):
+                        return
+                hand_over(_END)
+            except BaseException as exc:
+                hand_over(exc)
+
+        decoder = loop.run_in_executor(self._pool, decode)
+        rows_per_window = 15 if kind is InputKind.VIDEO else 3
+        in_flight = max(2, math.ceil(self.settings.max_batch_size / rows_per_window) + 1)
+        pending: deque[tuple[SegmentInput, dict[InputKind, asyncio.Task[np.ndarray]]]] = deque()
+        try:
+            finished = False
+            while not finished or pending:
+                while not finished and len(pending) < in_flight:
+                    item = await decoded.get() if not pending else _nowait(decoded)
+                    if item is None:
+                        break
+                    if item is _END:
+                        finished = True
+                    elif isinstance(item, BaseException):
+                        for done, tasks in pending:  # the good segments before the failure still go out
+                            yield await self._finish(done, tasks)
+                        pending.clear()
+                        raise item
+                    else:
+                        assert isinstance(item, SegmentInput)
+                        if item.window.index >= first_index:
+                            tasks = {part: asyncio.ensure_future(self._embed(part, rows, deadline))
+                                     for part, rows in item.rows.items() if part.encoder in embedder.model.enabled}
+                            item.rows = {}  # the tasks hold the tensors; drop them when the model is done
+                            pending.append((item, tasks))
+                if pending:
+                    head, tasks = pending.popleft()
+                    yield await self._finish(head, tasks)
+        finally:
+            stop.set()
+            for _, tasks in pending:
+                for task in tasks.values():
+                    task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*(t for _, tasks in pending for t in tasks.values()), return_exceptions=True)
+            with contextlib.suppress(BaseException):
+                while not decoded.empty():
+                    decoded.get_nowait()
+                await asyncio.wait_for(asyncio.shield(decoder), 5.0)
+
+    async def _embed(self, kind: InputKind, rows: torch.Tensor, deadline: float | None) -> np.ndarray:
+        while True:
+            try:
+                return await self.engine.embed_rows(kind, rows, deadline=deadline)
+            except OverloadedError:
+                await asyncio.sleep(ROOM_RETRY_S)  # a long file waits its turn rather than failing
+
+    @staticmethod
+    async def _finish(item: SegmentInput, tasks: dict[InputKind, asyncio.Task[np.ndarray]]) -> Segment:
+        segment = Segment(item.window, errors=dict(item.errors))
+        for part, task in tasks.items():
+            try:
+                segment.vectors[part] = await task
+            except InputError as exc:
+                segment.errors[part] = exc
+        return segment
+
+
+def _nowait(queue: asyncio.Queue[object]) -> object | None:
+    try:
+        return queue.get_nowait()
+    except asyncio.QueueEmpty:
+        return None
