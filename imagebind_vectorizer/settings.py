@@ -266,8 +266,17 @@ class ConnectionSettings:
     server: str = _opt(f"http://127.0.0.1:{SERVER_HTTP_PORT}", "IMAGEBIND_SERVER_URL",
                        "our vectorizer server, used to embed composed queries and classification inputs; it must "
                        "serve the same model as the one Weaviate uses", "connection")
+    server_grpc: str = _opt("", "IMAGEBIND_SERVER_GRPC",
+                            f"our server's gRPC address (HOST:PORT) for segmenting long files (ingest --segments); "
+                            f"default: the --server host, port {SERVER_GRPC_PORT}", "connection")
     timeout: float = _opt(600.0, "IMAGEBIND_CLIENT_TIMEOUT_S",
                           "seconds a query, an insert batch or a call to our server may take", "connection")
+
+    def server_grpc_address(self) -> str:
+        if self.server_grpc:
+            return self.server_grpc
+        host = self.server.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0] or "127.0.0.1"
+        return f"{host}:{SERVER_GRPC_PORT}"
 
     @classmethod
     def load(cls, args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None,

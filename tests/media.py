@@ -267,8 +267,10 @@ def window_video_bytes(seconds: float, fps: int | Fraction, window_s: float, wid
         scene, scene_index = None, -1
         for index in range(frames):
             current = int(index / fps // window_s)
-            if current != scene_index:
-                scene, scene_index = np.asarray(picture(width, height, seed=seed * 1000 + current)), current
+            if current != scene_index:  # a scene of its own: shapes, and a colour cast of its own
+                tint = _rng(seed * 1000 + current).uniform(0.15, 1.0, 3)
+                base = np.asarray(picture(width, height, seed=seed * 1000 + current), dtype=np.float32)
+                scene, scene_index = (base * tint).astype(np.uint8), current
             shifted = np.roll(scene, shift=index % 7, axis=1)
             for packet in stream.encode(av.VideoFrame.from_ndarray(shifted, format="rgb24")):
                 c.mux(packet)

@@ -32,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--property", action="append", default=[], metavar="NAME:TYPE",
                         help="a metadata property (repeatable); TYPE: text (default), int, number, boolean, date, "
                              "uuid, or an array such as text[]")
+    create.add_argument("--moments", action="store_true",
+                        help="a moment collection for `ingest --segments`: long audio and video as timed segments, "
+                             "one object per window and part (visual, audio) in the vector 'moment' (multi2vec-bind, "
+                             "vectors provided by the ingester); --property adds metadata, --named-vector and "
+                             "--weights do not apply")
     create.add_argument("--description")
     create.add_argument("--replace", action="store_true", help="delete an existing collection of that name first")
     add_connection_arguments(create)
@@ -63,6 +68,8 @@ def run_create(args: argparse.Namespace) -> int:
     from imagebind_vectorizer.weaviate.collections import create_collection, format_vectors, make_spec
 
     quiet_client()
+    if args.moments:
+        return _create_moments(args)
     spec = make_spec(args.name, named_vectors=args.named_vector, weights=args.weights, properties=args.property,
                      description=args.description)
     client = connect_from_args(args)
@@ -114,4 +121,23 @@ def run_show(args: argparse.Namespace) -> int:
     for name, config in info.vectors.items():
         print(f"  vector {name}: {json.dumps(config, sort_keys=True)}")
     print("  properties: " + ", ".join(f"{n}:{t}" for n, t in info.property_types.items()))
+    return 0
+
+
+def _create_moments(args: argparse.Namespace) -> int:
+    from imagebind_vectorizer.settings import ConnectionSettings
+    from imagebind_vectorizer.weaviate.client import connect_from_args
+    from imagebind_vectorizer.weaviate.errors import SchemaError
+    from imagebind_vectorizer.weaviate.moments import MOMENT_VECTOR, create_moments_collection, make_moments_spec
+
+    if args.named_vector or args.weights:
+        raise SchemaError("--moments collections have one vector, 'moment'; --named-vector and --weights do not apply")
+    spec = make_moments_spec(args.name, properties=args.property, description=args.description)
+    client = connect_from_args(args)
+    try:
+        collection = create_moments_collection(client, spec, replace=args.replace)
+    finally:
+        client.close()
+    print(f"created moment collection {collection.name} at {ConnectionSettings.load(args).weaviate_url}")
+    print(f"  vector {MOMENT_VECTOR}: video, audio (multi2vec-bind; vectors provided by `ingest --segments`)")
     return 0

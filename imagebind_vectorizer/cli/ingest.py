@@ -29,7 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="insert objects again even if they exist (updates their metadata)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_connection_arguments(parser)
+    moments = parser.add_argument_group("moments (long audio and video as timed segments)")
+    moments.add_argument("--segments", metavar="SECONDS[,OVERLAP]",
+                         help="segment every audio and video file into windows (e.g. 10s or 20s,3s) and store each "
+                              "window as moments in NAME, a collection made with `collection create NAME --moments`; "
+                              "our server computes the vectors (--server-grpc)")
+    moments.add_argument("--segment-over", type=float, metavar="SECONDS",
+                         help="with --segments: only files longer than this are segmented (others are listed as "
+                              "skipped, for a whole-file collection)")
+    add_connection_arguments(parser, segments=True)
     parser.set_defaults(handler=run)
 
 
@@ -45,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
         print(f"error: {args.folder} is not a folder", file=sys.stderr)
         return 2
+    if args.segments is not None:
+        return run_moments(args)
     client = connect_from_args(args)
     try:
         collection = get_collection(client, args.collection)
@@ -54,4 +64,35 @@ def run(args: argparse.Namespace) -> int:
     finally:
         client.close()
     print(format_report(report, collection.name))
+    return 0 if report.ok else 1
+
+
+def run_moments(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from imagebind_vectorizer.preprocess.segments.windows import WindowSpec
+    from imagebind_vectorizer.settings import ConnectionSettings
+    from imagebind_vectorizer.weaviate.client import connect_from_args
+    from imagebind_vectorizer.weaviate.collections import get_collection
+    from imagebind_vectorizer.weaviate.ingest.moments import format_moments_report, ingest_moments
+    from imagebind_vectorizer.weaviate.segment_client import SegmentClient
+
+    try:
+        spec = WindowSpec.parse(args.segments)
+    except ValueError as exc:
+        print(f"error: --segments: {exc}", file=sys.stderr)
+        return 2
+    connection = ConnectionSettings.load(args)
+    server = SegmentClient(connection.server_grpc_address(), timeout_s=None)
+    client = connect_from_args(args)
+    try:
+        collection = get_collection(client, args.collection)
+        report = ingest_moments(collection, args.folder, server, spec=spec, profile=server.preprocessing(),
+                                manifest=args.manifest, batch_size=args.batch_size, segment_over=args.segment_over,
+                                progress=not args.no_progress and sys.stderr.isatty(),
+                                on_problem=lambda p: tqdm.write(f"problem: {p}", file=sys.stderr))
+    finally:
+        client.close()
+        server.close()
+    print(format_moments_report(report, collection.name))
     return 0 if report.ok else 1

@@ -48,6 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target-vector", metavar="V",
                         help="the named vector to search (needed when there are several)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    moments = parser.add_argument_group("moments (a collection made with `collection create --moments`)")
+    moments.add_argument("--moments", action="store_true",
+                         help="search timed segments: hits grouped by source file, each with start-end times, best "
+                              "moments first; --limit is the number of files")
+    moments.add_argument("--per-file", type=int, default=3, metavar="K", help="moments shown per file [default 3]")
+    moments.add_argument("--part", choices=("visual", "audio"),
+                         help="only what is seen (visual) or only what is heard (audio); default: both, a window "
+                              "scored by its best part")
     add_connection_arguments(parser, server=True)
     parser.set_defaults(handler=run)
 
@@ -79,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         print("error: give an input: --text, --image, --audio, --video, --depth, --thermal or --imu", file=sys.stderr)
         return 2
+    if args.moments:
+        return run_moments(args, inputs)
     weights = parse_weights(args.weights, len(inputs))
     connection = ConnectionSettings.load(args)
     server = VectorizerClient(connection.server, timeout_s=connection.timeout) if len(inputs) > 1 else None
@@ -94,4 +104,26 @@ def run(args: argparse.Namespace) -> int:
     finally:
         client.close()
     print(format_json(result) if args.json else format_table(result))
+    return 0
+
+
+def run_moments(args: argparse.Namespace, inputs: list[Any]) -> int:
+    from imagebind_vectorizer.cli.collection import quiet_client
+    from imagebind_vectorizer.weaviate.client import connect_from_args
+    from imagebind_vectorizer.weaviate.collections import get_collection
+    from imagebind_vectorizer.weaviate.errors import QueryError
+    from imagebind_vectorizer.weaviate.moments import format_moments, format_moments_json, search_moments
+
+    quiet_client()
+    if len(inputs) != 1 or args.weights or args.target_vector:
+        raise QueryError("--moments takes one input (--text, --image, --audio, --video, ...); composed queries, "
+                         "--weights and --target-vector do not apply")
+    client = connect_from_args(args)
+    try:
+        collection = get_collection(client, args.collection)
+        result = search_moments(collection, inputs[0], where=args.where, hybrid_alpha=args.hybrid_alpha,
+                                files=args.limit, per_file=args.per_file, part=args.part)
+    finally:
+        client.close()
+    print(format_moments_json(result) if args.json else format_moments(result))
     return 0

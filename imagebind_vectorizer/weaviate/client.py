@@ -84,9 +84,11 @@ def weaviate_errors(action: str) -> Iterator[None]:
         raise WeaviateSideError(f"{action}: {message}") from None
 
 
-def add_connection_arguments(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
-    """--weaviate-url, --weaviate-grpc-port, --weaviate-api-key, --timeout (and --server)."""
-    names = ["weaviate_url", "weaviate_grpc_port", "weaviate_api_key", "timeout"] + (["server"] if server else [])
+def add_connection_arguments(parser: argparse.ArgumentParser, *, server: bool = False, segments: bool = False) -> None:
+    """--weaviate-url, --weaviate-grpc-port, --weaviate-api-key, --timeout (and --server, and
+    --server-grpc for segmenting)."""
+    names = ["weaviate_url", "weaviate_grpc_port", "weaviate_api_key", "timeout"]
+    names += (["server"] if server or segments else []) + (["server_grpc"] if segments else [])
     add_arguments(parser, settings=ConnectionSettings, names=names)
 
 

@@ -368,11 +368,13 @@ class LocalVectorizer(_ChildProcess):
 
     def __init__(self, serve_args: Sequence[str] = (), *, host: str = LOOPBACK, port: int = 0,
                  python: str | None = None, log_path: Path | None = None,
-                 extra_env: Mapping[str, str] | None = None) -> None:
+                 extra_env: Mapping[str, str] | None = None, grpc_port: int | None = None) -> None:
         super().__init__(log_path)
         self.serve_args = list(serve_args)
         self.host = host
         self.port = port or free_port(host)
+        #: None: gRPC off; 0: a free port
+        self.grpc_port = (grpc_port or free_port(host, avoid=[self.port])) if grpc_port is not None else None
         self.python = python or sys.executable
         self.extra_env = dict(extra_env or {})
 
@@ -380,9 +382,13 @@ class LocalVectorizer(_ChildProcess):
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def grpc_address(self) -> str | None:
+        return f"{self.host}:{self.grpc_port}" if self.grpc_port else None
+
     def start(self, timeout: float = 900.0) -> LocalVectorizer:
         argv = [self.python, "-m", "imagebind_vectorizer", "serve", "--host", self.host, "--port", str(self.port),
-                "--grpc-port", "0", *self.serve_args]
+                "--grpc-port", str(self.grpc_port or 0), *self.serve_args]
         env = {**os.environ, **self.extra_env}
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

@@ -20,7 +20,6 @@ from imagebind_vectorizer.weaviate.errors import WeaviateConnectError
 
 #: bytes per upload message: far below gRPC's message limits, large enough to keep the link busy
 CHUNK_BYTES = 1024 * 1024
-DEFAULT_GRPC_PORT = 50061
 _MODALITY = {InputKind.AUDIO: pb.MODALITY_AUDIO, InputKind.VIDEO: pb.MODALITY_VIDEO}
 
 
@@ -33,6 +32,13 @@ class SegmentClient:
 
     def close(self) -> None:
         self._channel.close()
+
+    def preprocessing(self) -> str:
+        """The server's preprocessing profile (part of what a segment's vectors depend on)."""
+        try:
+            return self._stub.Meta(pb.MetaRequest(), timeout=30).preprocessing
+        except grpc.RpcError as exc:
+            raise _error(exc, self.address) from None
 
     def __enter__(self) -> SegmentClient:
         return self

@@ -80,7 +80,8 @@ def vectorizer(request: pytest.FixtureRequest, e2e_checkpoint: Path, tiny_config
     server = LocalVectorizer(
         ["--checkpoint", str(e2e_checkpoint), "--model-config", str(tiny_config_path), "--output-scaling", "unit",
          "--log-format", "text", "--log-level", "info", "--shutdown-grace-s", "5"],
-        port=int(port) if port else 0, log_path=logs / "vectorizer.log", python=sys.executable)
+        port=int(port) if port else 0, log_path=logs / "vectorizer.log", python=sys.executable,
+        grpc_port=0)  # gRPC on a free port: ingest --segments streams long files to it
     try:
         server.start(timeout=180)
     except LocalServerError as exc:
