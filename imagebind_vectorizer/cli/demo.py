@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace, serve_flags: list[str], description: str, tmp
         say(f"*** {RANDOM_BANNER} ***")
     say(f"ImageBind demo · weights: {description}")
     server = LocalVectorizer([*serve_flags, "--log-format", "text", "--log-level", "warning"],
-                             log_path=tmp / "vectorizer.log")
+                             log_path=tmp / "vectorizer.log", grpc_port=0)
     weaviate_proc: LocalWeaviate | None = None
     client = None
     try:
@@ -155,9 +155,11 @@ def _run(args: argparse.Namespace, serve_flags: list[str], description: str, tmp
         if not report.ok:
             return 1
         queries_ok = _queries(collection, VectorizerClient(server.url), args.media, args.limit, random)
+        moments_ok = _moments(client, server, args.collection + "Moments", tmp, random)
         if args.weaviate_url and not args.keep:
             delete_collection(client, args.collection)
-        return 0 if queries_ok else 1
+            delete_collection(client, args.collection + "Moments")
+        return 0 if queries_ok and moments_ok else 1
     except LocalServerError as exc:
         say(f"\nerror: {exc}")
         return 1
@@ -168,6 +170,76 @@ def _run(args: argparse.Namespace, serve_flags: list[str], description: str, tmp
             if weaviate_proc is not None:
                 weaviate_proc.stop()
             server.stop()
+
+
+#: which 10-second stretch of the demo's long recording each sample sound fills (start, seconds)
+RECORDING_SOUNDS = (("beep_440hz.wav", 40.0), ("waves.flac", 70.0), ("chirp.mp3", 100.0))
+RECORDING_SECONDS = 120.0
+
+
+def long_recording(path: Path) -> None:
+    """A 2-minute synthetic field recording: quiet noise, and three 10-second stretches each filled
+    with one bundled sound, repeated (ImageBind's audio recipe hears three 2-second clips spread
+    over a window, so a sound shorter than the window could fall between them)."""
+    import wave
+
+    import numpy as np
+    import torchaudio
+
+    from imagebind_vectorizer.preprocess.audio import decode_audio
+    from imagebind_vectorizer.preprocess.profiles import Limits
+
+    rate = 16_000
+    track = np.random.default_rng(0).normal(0.0, 0.01, int(RECORDING_SECONDS * rate)).astype(np.float32)
+    for name, at in RECORDING_SOUNDS:
+        waveform, source_rate = decode_audio((SAMPLE_MEDIA / name).read_bytes(), Limits().max_audio_seconds)
+        sound = torchaudio.functional.resample(waveform[:1], source_rate, rate)[0].numpy()
+        start, length = int(at * rate), 10 * rate
+        track[start:start + length] += np.resize(sound, length)  # np.resize repeats the sound
+    pcm = (np.clip(track, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+
+
+def _moments(client: object, server: object, name: str, tmp: Path, random: bool) -> bool:
+    """Moment search: a long recording ingested as 10-second segments, then found to the window."""
+    from imagebind_vectorizer.errors import ImageBindError
+    from imagebind_vectorizer.preprocess.segments.windows import WindowSpec
+    from imagebind_vectorizer.weaviate.ingest.moments import format_moments_report, ingest_moments
+    from imagebind_vectorizer.weaviate.moments import (
+        create_moments_collection,
+        format_moments,
+        make_moments_spec,
+        search_moments,
+    )
+    from imagebind_vectorizer.weaviate.search import QueryInput
+    from imagebind_vectorizer.weaviate.segment_client import SegmentClient
+
+    note = "   [random weights: rankings are meaningless]" if random else ""
+    folder = tmp / "recordings"
+    folder.mkdir()
+    long_recording(folder / "field_recording.wav")
+    placed = ", ".join(f"{sound} at {at:g}-{at + 10:g} s" for sound, at in RECORDING_SOUNDS)
+    say(f"\n== moments: a {RECORDING_SECONDS:g}-second recording with {placed}, in 10-second segments{note}")
+    try:
+        with step(f"creating moment collection {name}"):
+            collection = create_moments_collection(client, make_moments_spec(name), replace=True)  # type: ignore[arg-type]
+        with step("ingesting it as segments (VectorizeSegments)"), \
+                SegmentClient(server.grpc_address) as segments:  # type: ignore[attr-defined]
+            report = ingest_moments(collection, folder, segments, spec=WindowSpec(10.0),
+                                    profile=segments.preprocessing(), progress=False)
+        say(format_moments_report(report, name))
+        for query in (QueryInput.of(InputKind.AUDIO, SAMPLE_MEDIA / "beep_440hz.wav"),
+                      QueryInput.of(InputKind.TEXT, "waves breaking on a beach")):
+            say(f"\n== when in the recording: {query.kind.value} {query.label}{note}")
+            say(format_moments(search_moments(collection, query, files=1, per_file=3)))
+        return report.ok
+    except ImageBindError as exc:
+        say(f"   error: {exc}")
+        return False
 
 
 def _queries(collection: object, server: object, media: Path, limit: int, random: bool) -> bool:

@@ -58,6 +58,14 @@ def test_demo_runs_every_query_on_the_sample_media_and_shuts_down(e2e_checkpoint
     composed = result_rows(found["composed: sunset image + waves audio"])
     assert "sunset.jpg; waves.flac" in composed[0]
     assert re.search(r"^\s+a beep\s+\d+\.\d+%", found["zero-shot classification of beep_440hz.wav"], re.M)
+    # moments: the long recording went in as 12 ten-second segments, and each moment query points
+    # into it with start-end times (which window ranks first is for real weights to say: the tiny
+    # random model does not hear a beep; tests/e2e/test_moments.py checks the ranking exactly)
+    assert "ImageBindDemoMoments: 1 file(s): 1 segmented" in output and "12 moment object(s) written" in output
+    for query in ("audio beep_440hz.wav", "text waves breaking on a beach"):
+        body = found[f"when in the recording: {query}"]
+        assert re.search(r"^1\. field_recording\.wav \(audio\)", body, re.M), body
+        assert len(re.findall(r"^\s+\d:\d\d–\d:\d\d\s+\[segment \d+\]", body, re.M)) == 3, body
     assert "error" not in result.stdout.lower()
 
     urls = re.findall(r"starting (?:the vectorizer|Weaviate) on (http://127\.0\.0\.1:\d+)", output)
@@ -75,9 +83,10 @@ def test_demo_with_random_weights_labels_every_result_and_can_use_an_existing_we
     assert result.returncode == 0, output
     assert "RANDOM WEIGHTS" in output and "every ranking and probability below is meaningless" in output
     titles = re.findall(r"^== (.+)$", result.stdout, flags=re.M)
-    assert len(titles) == 10
+    assert len(titles) == 13  # 7 kinds, hybrid, composed, classification, moments and 2 moment queries
     assert all("[random weights: rankings are meaningless]" in title for title in titles)
     assert not client.collections.exists("DemoRandomWeights")  # the demo cleans up after itself
+    assert not client.collections.exists("DemoRandomWeightsMoments")
 
 
 def test_demo_without_weights_says_so_and_how_to_fix_it(tmp_path: Path):
