@@ -159,8 +159,26 @@ class Settings:
     max_request_bytes: int = _opt(256 * 1024 * 1024, "IMAGEBIND_MAX_REQUEST_BYTES",
                                   "largest HTTP body or gRPC message", "server")
     max_inflight_bytes: int = _opt(1024 * 1024 * 1024, "IMAGEBIND_MAX_INFLIGHT_BYTES",
-                                   "HTTP request bodies held at once; beyond, 429 before a body is read",
+                                   "HTTP request body bytes received and not yet answered, all requests together "
+                                   "(counted as they arrive, not as a Content-Length claims); beyond, 429",
                                    "server")
+    max_request_items: int = _opt(1024, "IMAGEBIND_MAX_REQUEST_ITEMS",
+                                  "items in one request, all kinds together (a gRPC stream counts per message); "
+                                  "beyond, 400 / INVALID_ARGUMENT before any item is decoded", "server")
+    max_connections: int = _opt(1024, "IMAGEBIND_MAX_CONNECTIONS",
+                                "open connections per transport; at the limit the longest-idle HTTP connection "
+                                "is closed for a new one (503 when none is idle); lowered to fit the open-file "
+                                "limit", "server")
+    idle_timeout_s: float = _opt(120.0, "IMAGEBIND_IDLE_TIMEOUT_S",
+                                 "close a keep-alive connection idle this long (gRPC: without calls); longer than "
+                                 "the 90 s after which Weaviate's Go client drops its own idle connections",
+                                 "server")
+    header_timeout_s: float = _opt(10.0, "IMAGEBIND_HEADER_TIMEOUT_S",
+                                   "time from a request's first byte to the end of its headers (HTTP: 408, then "
+                                   "the connection is closed) and for a gRPC connection's handshake", "server")
+    body_timeout_s: float = _opt(30.0, "IMAGEBIND_BODY_TIMEOUT_S",
+                                 "time to receive a whole HTTP request body once its headers are in; beyond, 408",
+                                 "server")
     max_batch_size: int = _opt(32, "IMAGEBIND_MAX_BATCH_SIZE",
                                "most forward passes in one batch (a video is 15)", "engine")
     max_wait_ms: float = _opt(5.0, "IMAGEBIND_MAX_WAIT_MS",
@@ -188,7 +206,7 @@ class Settings:
             parse_encoders(self.modalities)
         except ValueError as exc:
             problems.append(f"modalities: {exc}")
-        for name in ("max_batch_size", "queue_size"):
+        for name in ("max_batch_size", "queue_size", "max_request_items", "max_connections"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
         if self.max_wait_ms < 0 or self.cache_size < 0 or self.workers < 0:
@@ -200,6 +218,9 @@ class Settings:
         if self.max_segment_streams < 1 or self.max_segment_source_seconds <= 0 or self.max_segment_source_bytes < 1:
             problems.append("max_segment_streams, max_segment_source_seconds and max_segment_source_bytes must be "
                             "positive")
+        for name in ("idle_timeout_s", "header_timeout_s", "body_timeout_s"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0")
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             problems.append(f"device {self.device!r}: expected cpu, cuda or cuda:N")
         if problems:

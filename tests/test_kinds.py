@@ -62,7 +62,7 @@ def test_preprocessing_yields_the_rows_admission_counts(kind: InputKind) -> None
 
 # Change the table in a fresh interpreter, then import the consumers: each must show the change.
 _FOLLOWS = textwrap.dedent("""
-    import dataclasses, importlib, types
+    import asyncio, dataclasses, importlib, types
     from imagebind_vectorizer import kinds
     from imagebind_vectorizer.kinds import InputKind as K
 
@@ -77,6 +77,7 @@ _FOLLOWS = textwrap.dedent("""
     kinds.KINDS = types.MappingProxyType(table)
 
     http = importlib.import_module("imagebind_vectorizer.server.weaviate_http")
+    vectorize_json = importlib.import_module("imagebind_vectorizer.server.vectorize_json")
     grpc_service = importlib.import_module("imagebind_vectorizer.server.grpc_service")
     collections = importlib.import_module("imagebind_vectorizer.weaviate.collections")
     classify = importlib.import_module("imagebind_vectorizer.weaviate.classify")
@@ -86,9 +87,11 @@ _FOLLOWS = textwrap.dedent("""
     from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
     from imagebind_vectorizer.settings import Settings
 
-    assert http.REQUEST_FIELDS["sounds"] is K.AUDIO and "audio" not in http.REQUEST_FIELDS
+    assert vectorize_json.REQUEST_FIELDS["sounds"] is K.AUDIO and "audio" not in vectorize_json.REQUEST_FIELDS
     assert http.RESPONSE_FIELDS[K.AUDIO] == "soundVectors" and http.FIELD_OF_KIND[K.AUDIO] == "sounds"
-    assert http.parse_vectorize_body(b'{"sounds": ["AAAA"]}') == {K.AUDIO: [b"\\0\\0\\0"]}
+    limits = vectorize_json.BodyLimits(max_items=10, max_item_bytes=100, max_text_chars=100)
+    parsed = asyncio.run(vectorize_json.parse_vectorize_body(b'{"sounds": ["AAAA"]}', limits))
+    assert parsed == {K.AUDIO: [b"\\0\\0\\0"]}
     assert grpc_service.MODALITY_OF_KIND[K.DEPTH] == pb.MODALITY_THERMAL
     assert grpc_service.KIND_OF_MODALITY[pb.MODALITY_DEPTH] is K.THERMAL
     assert collections.MODULE_FIELD_KEYS[K.AUDIO] == "soundFields"

@@ -102,6 +102,12 @@ class Engine:
     def ready(self) -> bool:
         return self.state is State.READY
 
+    def check_ready(self) -> None:
+        """Raise NotReadyError unless work is accepted now: transports call it before reading a body."""
+        if self.state is not State.READY:
+            raise NotReadyError("the model is still loading" if self.state is State.STARTING else
+                                f"the server is {self.state.value}")
+
     def model_info(self) -> ModelInfo | None:
         """The loaded model's description (None until it is loaded; then see `state` and
         `load_error`). Answered from memory: Weaviate calls /meta on every readiness check."""
@@ -140,9 +146,7 @@ class Engine:
         """Vectors for every item of every kind, in input order. All-or-nothing: the first bad
         item fails the whole request with an InputError carrying its kind and its index among
         that kind's items (transports name it in their own vocabulary)."""
-        if self.state is not State.READY:
-            raise NotReadyError("the model is still loading" if self.state is State.STARTING else
-                                f"the server is {self.state.value}")
+        self.check_ready()
         embedder = self.embedder
         assert embedder is not None
         results: dict[InputKind, list[np.ndarray | None]] = {}

@@ -28,6 +28,10 @@ class EngineMetrics:
         self.stage_seconds = Histogram("imagebind_stage_seconds", "Time per item in each stage",
                                        ["kind", "stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.cache = Counter("imagebind_cache_lookups", "Vector cache lookups", ["kind", "result"], registry=r)
+        self.connections = Gauge("imagebind_connections", "Open client connections", ["transport"], registry=r)
+        self.connections_closed = Counter("imagebind_connections_closed",
+                                          "Connections the server closed or refused, by reason (idle_timeout, "
+                                          "header_timeout, evicted, refused)", ["transport", "reason"], registry=r)
         self.ready = Gauge("imagebind_ready", "1 once the model is loaded and the server accepts work",
                            registry=r)
 

@@ -17,10 +17,17 @@ from aiohttp import web
 from imagebind_vectorizer import logs
 from imagebind_vectorizer.engine.engine import Engine
 from imagebind_vectorizer.engine.segments import Segmenter
-from imagebind_vectorizer.server.weaviate_http import create_app
+from imagebind_vectorizer.server.connections import ConnectionGuard, connection_limit
+from imagebind_vectorizer.server.weaviate_http import OPEN_REQUESTS_KEY, create_app
 from imagebind_vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: how long the unread rest of a refused body is drained before the connection closes
+LINGER_S = 2.0
+#: after the grace period, how long the transports get to send the last answers (503 /
+#: UNAVAILABLE for abandoned work) before connections are closed
+TRANSPORT_CLOSE_S = 2.0
 
 
 class Server:
@@ -30,19 +37,30 @@ class Server:
         self.settings = settings
         self.engine = engine or Engine(settings)
         self.segmenter = Segmenter(self.engine, settings)
+        self._app: web.Application | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self._grpc = None
         self.http_port: int | None = None
         self.grpc_port: int | None = None
 
     async def start_transports(self) -> None:
         s = self.settings
-        self._runner = web.AppRunner(create_app(self.engine), access_log=None, handler_cancellation=True,
-                                     shutdown_timeout=max(s.shutdown_grace_s, 1.0))
+        guard = ConnectionGuard(limit=connection_limit(s.max_connections, 2 if s.grpc_port else 1, "HTTP"),
+                                idle_timeout_s=s.idle_timeout_s, header_timeout_s=s.header_timeout_s,
+                                metrics=self.engine.metrics)
+        # lingering: after an early answer (408, 413, 429) the unread rest of a body is drained and
+        # dropped for this long before the close, so the client reads the answer instead of a reset
+        self._app = create_app(self.engine, guard)
+        self._runner = web.AppRunner(self._app, access_log=None, handler_cancellation=True,
+                                     keepalive_timeout=s.idle_timeout_s, lingering_time=LINGER_S,
+                                     shutdown_timeout=TRANSPORT_CLOSE_S)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, s.host, s.port, reuse_address=True)
-        await site.start()
-        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        assert self._runner.server is not None
+        # Our own listener instead of web.TCPSite: each connection's protocol is wrapped by the guard.
+        self._listener = await asyncio.get_running_loop().create_server(
+            guard.protocol_factory(self._runner.server), s.host, s.port, reuse_address=True)
+        self.http_port = self._listener.sockets[0].getsockname()[1]
         if s.grpc_port:
             from imagebind_vectorizer.server.grpc_service import start_grpc_server
 
@@ -58,10 +76,16 @@ class Server:
         """Drain, then close the transports. True when all admitted work finished in time."""
         grace = self.settings.shutdown_grace_s
         finished = await self.engine.drain(grace)
-        if self._grpc is not None:
-            await self._grpc.stop(grace=1.0)
+        # The grace is over. Requests still in progress (in the engine, or still sending their body)
+        # are answered now: 503 JSON over HTTP; gRPC's stop cancels its calls with UNAVAILABLE.
+        if self._app is not None and (abandoned := self._app[OPEN_REQUESTS_KEY].abandon()):
+            log.warning("grace period over: answering %d HTTP requests still in progress with 503", abandoned)
+        closing = [self._grpc.stop(grace=TRANSPORT_CLOSE_S)] if self._grpc is not None else []
+        if self._listener is not None:
+            self._listener.close()
         if self._runner is not None:
-            await self._runner.cleanup()
+            closing.append(self._runner.cleanup())
+        await asyncio.gather(*closing)
         await self.engine.close()
         self.segmenter.close()
         return finished

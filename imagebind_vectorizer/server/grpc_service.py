@@ -35,6 +35,7 @@ from imagebind_vectorizer.errors import (
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess.segments import Segment, WindowSpec
 from imagebind_vectorizer.runtime.info import ModelInfo
+from imagebind_vectorizer.server.connections import connection_limit
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2_grpc as pb_grpc
 from imagebind_vectorizer.settings import Settings
@@ -132,6 +133,10 @@ class VectorizerService(pb_grpc.VectorizerServicer):
 
     async def _vectorize(self, request: pb.VectorizeRequest,
                          context: grpc.aio.ServicerContext) -> pb.VectorizeResponse:
+        count, limit = len(request.items), self.settings.max_request_items
+        if count > limit:  # before any per-item work
+            raise InputError(f"the request holds {count} items, more than the limit of {limit} (max_request_items); "
+                             "split it into smaller requests or use VectorizeStream", reason="too_many", field="items")
         grouped: dict[InputKind, list[bytes | str]] = {}
         positions: dict[InputKind, list[int]] = {}
         for index, item in enumerate(request.items):
@@ -398,6 +403,12 @@ async def start_grpc_server(engine: Engine, settings: Settings,
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", -1),
         ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+        # The same connection bounds as HTTP: grpc core refuses connections past the limit, closes
+        # one that has not finished its HTTP/2 preface within the header timeout, and sends GOAWAY
+        # to one without calls for the idle timeout (clients reconnect on their next call).
+        ("grpc.max_allowed_incoming_connections", connection_limit(settings.max_connections, 2, "gRPC")),
+        ("grpc.server_handshake_timeout_ms", int(settings.header_timeout_s * 1000)),
+        ("grpc.max_connection_idle_ms", int(settings.idle_timeout_s * 1000)),
     ])
     pb_grpc.add_VectorizerServicer_to_server(VectorizerService(engine, settings, segmenter), server)
     health_pb2_grpc.add_HealthServicer_to_server(EngineHealth(engine, ["", SERVICE_NAME]), server)

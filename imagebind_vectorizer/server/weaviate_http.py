@@ -8,8 +8,7 @@ checks."""
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
 import logging
 import time
 from typing import Any
@@ -27,11 +26,12 @@ from imagebind_vectorizer.errors import (
 )
 from imagebind_vectorizer.kinds import WEAVIATE_KIND_ORDER, InputKind
 from imagebind_vectorizer.runtime.info import ModelInfo
+from imagebind_vectorizer.server.connections import ConnectionGuard
+from imagebind_vectorizer.server.http_body import BodyRefused, InflightBytes, read_body
+from imagebind_vectorizer.server.vectorize_json import BodyLimits, parse_vectorize_body
 
 log = logging.getLogger(__name__)
 
-#: request field -> input kind, in the order Weaviate's Go client declares them
-REQUEST_FIELDS: dict[str, InputKind] = {kind.facts.request_key: kind for kind in WEAVIATE_KIND_ORDER}
 RESPONSE_FIELDS: dict[InputKind, str] = {kind: kind.facts.response_key for kind in WEAVIATE_KIND_ORDER}
 FIELD_OF_KIND: dict[InputKind, str] = {kind: kind.facts.request_key for kind in WEAVIATE_KIND_ORDER}
 ENGINE_KEY = web.AppKey("engine", Engine)
@@ -46,56 +46,15 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json_response({"error": message}, status=status, headers=headers)
 
 
-def decode_base64(value: str, field: str, index: int) -> bytes:
-    """Standard base64 (what Weaviate stores for blobs); a `data:...;base64,` prefix is tolerated."""
-    if value.startswith("data:"):
-        comma = value.find(",")
-        if comma < 0 or ";base64" not in value[:comma]:
-            raise InputError("a data: URI must be base64-encoded", reason="base64", field=field, index=index)
-        value = value[comma + 1:]
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InputError(f"invalid base64: {exc}", reason="base64", field=field, index=index) from None
-
-
-def parse_vectorize_body(body: bytes) -> dict[InputKind, list[bytes | str]]:
-    if not body:
-        raise InputError("empty request body; expected a JSON object", reason="json")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"request body is not valid JSON: {exc}", reason="json") from None
-    if not isinstance(payload, dict):
-        raise InputError("request body must be a JSON object", reason="json")
-    unknown = sorted(set(payload) - set(REQUEST_FIELDS))
-    if unknown:
-        raise InputError(f"unknown field(s) {unknown}; expected any of {list(REQUEST_FIELDS)}", reason="json")
-    request: dict[InputKind, list[bytes | str]] = {}
-    for field, kind in REQUEST_FIELDS.items():
-        values = payload.get(field)
-        if values is None:
-            continue
-        if not isinstance(values, list):
-            raise InputError("must be a list of strings", reason="json", field=field)
-        items: list[bytes | str] = []
-        for index, value in enumerate(values):
-            if not isinstance(value, str):
-                raise InputError("must be a string", reason="json", field=field, index=index)
-            if kind is InputKind.TEXT:
-                items.append(value)
-                continue
-            if not value:
-                raise InputError("empty string", reason="empty", field=field, index=index)
-            items.append(decode_base64(value, field, index))
-        request[kind] = items
-    return request
-
-
-def create_app(engine: Engine) -> web.Application:
-    app = web.Application(client_max_size=engine.settings.max_request_bytes, middlewares=[_observe])
+def create_app(engine: Engine, guard: ConnectionGuard | None = None) -> web.Application:
+    """The HTTP app; with `guard`, connections accepted through it are timed and counted (its
+    middleware goes first, so it sees every request's start and end)."""
+    middlewares: list[Any] = [guard.middleware()] if guard is not None else []
+    middlewares.append(_observe)
+    app = web.Application(client_max_size=engine.settings.max_request_bytes, middlewares=middlewares)
     app[ENGINE_KEY] = engine
     app[INFLIGHT_KEY] = InflightBytes(engine.settings.max_inflight_bytes)
+    app[OPEN_REQUESTS_KEY] = OpenRequests()
     app.router.add_post("/vectorize", vectorize)
     app.router.add_get("/meta", meta)
     app.router.add_get("/.well-known/live", live)
@@ -121,42 +80,66 @@ async def _observe(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
-class InflightBytes:
-    """Bytes of request bodies being held; bounds memory before the engine's queue can (a body is
-    read, decoded and preprocessed before its items are admitted)."""
+class OpenRequests:
+    """The `/vectorize` handlers in progress. When the shutdown grace period is over, `abandon()`
+    cancels them and each answers 503 JSON: a client cut off at the end of the grace learns why
+    (and Weaviate reads the error), instead of seeing its connection dropped."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit, self.held = limit, 0
+    def __init__(self) -> None:
+        self.handlers: set[asyncio.Task[Any]] = set()
+        self.abandoned = False
 
-    def try_take(self, size: int) -> bool:
-        if self.held and self.held + size > self.limit:  # one request alone is always let in
-            return False
-        self.held += size
-        return True
+    def abandon(self) -> int:
+        self.abandoned = True
+        for handler in self.handlers:
+            handler.cancel()
+        return len(self.handlers)
 
 
 INFLIGHT_KEY = web.AppKey("inflight", InflightBytes)
+OPEN_REQUESTS_KEY = web.AppKey("open_requests", OpenRequests)
 
 
 async def vectorize(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
-    inflight = request.app[INFLIGHT_KEY]
-    size = request.content_length if request.content_length is not None else engine.settings.max_request_bytes
-    if not inflight.try_take(size):
-        engine.metrics.errors.labels("request", "overloaded").inc()
-        return error_response(429, "too many request bytes in flight; retry later", headers={"Retry-After": "1"})
+    settings = engine.settings
+    open_requests = request.app[OPEN_REQUESTS_KEY]
+    try:  # before reading a body that could not be served
+        engine.check_ready()
+    except NotReadyError as exc:
+        return _unavailable(str(exc))
+    handler = asyncio.current_task()
+    assert handler is not None
+    open_requests.handlers.add(handler)
     try:
-        return await _vectorize(request, engine)
+        async with read_body(request, request.app[INFLIGHT_KEY], max_bytes=settings.max_request_bytes,
+                             timeout_s=settings.body_timeout_s) as body:
+            return await _vectorize(body, engine)
+    except BodyRefused as exc:
+        engine.metrics.errors.labels("request", exc.reason).inc()
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        response = error_response(exc.status, exc.message, headers=headers)
+        response.force_close()  # the rest of the body was not read: this connection cannot carry another request
+        return response
+    except asyncio.CancelledError:
+        if not open_requests.abandoned:  # the client went away
+            raise
+        engine.metrics.errors.labels("request", "shutdown").inc()
+        return _unavailable("the server is shutting down and its grace period is over; retry on another replica")
     finally:
-        inflight.held -= size
+        open_requests.handlers.discard(handler)
 
 
-async def _vectorize(request: web.Request, engine: Engine) -> web.Response:
-    # Read the raw body whatever the Content-Type: Weaviate sends none. Outside the try below: a body
-    # over the limit raises HTTPRequestEntityTooLarge, which `_observe` answers as a JSON 413.
-    body = await request.read()
+def _unavailable(message: str) -> web.Response:
+    response = error_response(503, message, headers={"Retry-After": "5"})
+    response.force_close()
+    return response
+
+
+async def _vectorize(body: bytearray, engine: Engine) -> web.Response:
+    # The raw body whatever the Content-Type: Weaviate sends none.
     try:
-        parsed = parse_vectorize_body(body)
+        parsed = await parse_vectorize_body(body, BodyLimits.of(engine.settings))
         vectors = await engine.embed_request(parsed)
     except InputError as exc:
         if exc.kind is not None:  # the engine's (kind, index): name the request field
@@ -175,8 +158,8 @@ async def _vectorize(request: web.Request, engine: Engine) -> web.Response:
     except Exception as exc:
         log.exception("request failed")
         return error_response(500, f"server error: {type(exc).__name__}: {exc}")
-    body = {RESPONSE_FIELDS[kind]: vectors.get(kind, []) for kind in RESPONSE_FIELDS}
-    return json_response(body)
+    answer = {RESPONSE_FIELDS[kind]: vectors.get(kind, []) for kind in RESPONSE_FIELDS}
+    return json_response(answer)
 
 
 def meta_json(info: ModelInfo | None, state: str, error: str | None) -> dict[str, Any]:

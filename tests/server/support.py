@@ -158,7 +158,7 @@ class ServeProcess:
 
 
 def start_serve(settings: Settings, log_path: Path, *, timeout: float = 120,
-                extra_args: Iterable[str] = ()) -> ServeProcess:
+                extra_args: Iterable[str] = (), preexec_fn: Callable[[], None] | None = None) -> ServeProcess:
     """`python -m imagebind_vectorizer serve` on free ports (HTTP on port 0, read back from its
     "listening" log line). Returns once it listens; readiness is left to the caller."""
     args = [sys.executable, "-m", "imagebind_vectorizer", "serve", "--host", "127.0.0.1", "--port", "0",
@@ -167,16 +167,17 @@ def start_serve(settings: Settings, log_path: Path, *, timeout: float = 120,
             "--queue-size", str(settings.queue_size), "--shutdown-grace-s", str(settings.shutdown_grace_s),
             *(["--checkpoint", settings.checkpoint] if settings.checkpoint else ["--random-weights"]),
             *extra_args]
-    return launch_server(args, log_path, timeout=timeout)
+    return launch_server(args, log_path, timeout=timeout, preexec_fn=preexec_fn)
 
 
 def launch_server(args: list[str], log_path: Path, *, env: Mapping[str, str] | None = None,
-                  timeout: float = 120) -> ServeProcess:
+                  timeout: float = 120, preexec_fn: Callable[[], None] | None = None) -> ServeProcess:
     """Run a server command (no IMAGEBIND_* variables leak in) and wait for its JSON "listening" line."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEBIND_")}
     full_env.update(PYTHONPATH=str(ROOT), **(env or {}))
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT,
+                                preexec_fn=preexec_fn)
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
         if proc.poll() is not None:

@@ -202,23 +202,22 @@ def test_request_larger_than_the_queue_is_invalid_not_overloaded(loop_thread: Lo
 
 
 
-def test_request_bytes_in_flight_are_bounded_before_bodies_are_read(loop_thread: LoopThread,
-                                                                    server_settings: Settings,
-                                                                    shared_embedder: Embedder) -> None:
+def test_request_bytes_in_flight_are_bounded_as_they_arrive(loop_thread: LoopThread, server_settings: Settings,
+                                                            shared_embedder: Embedder) -> None:
     """Bodies are held (read, decoded, preprocessed) before the engine's queue counts their items, so
-    the HTTP layer bounds the bytes it holds: past `max_inflight_bytes` a request gets 429 from its
-    Content-Length alone, and is let in again once the held bodies are done."""
+    the HTTP layer bounds the body bytes it holds: past `max_inflight_bytes` of bytes received and not
+    yet answered, a request gets 429; once the held bodies are answered, requests get in again."""
     import socket
 
     server = start_server(loop_thread, server_settings.replace(max_inflight_bytes=1000), shared_embedder)
     try:
         head = b'{"texts":["'
         tail = b'"]}'
-        held_body = head + b"a" * (900 - len(head) - len(tail)) + tail
+        held_body = head + b"a" * (950 - len(head) - len(tail)) + tail
         slow = socket.create_connection(("127.0.0.1", server.http_port), timeout=30)
         try:
             slow.sendall(b"POST /vectorize HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Go-http-client/1.1\r\n"
-                         b"Content-Length: %d\r\nAccept-Encoding: gzip\r\n\r\n" % len(held_body) + held_body[:20])
+                         b"Content-Length: %d\r\nAccept-Encoding: gzip\r\n\r\n" % len(held_body) + held_body[:900])
             rejected = None
 
             def second_is_refused() -> bool:
@@ -229,7 +228,7 @@ def test_request_bytes_in_flight_are_bounded_before_bodies_are_read(loop_thread:
             wait_until(second_is_refused, timeout=10)
             assert rejected is not None and "in flight" in rejected.json()["error"]
             assert rejected.headers.get("retry-after")
-            slow.sendall(held_body[20:])
+            slow.sendall(held_body[900:])
             answer = slow.recv(65536)
             assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
         finally:

@@ -119,3 +119,65 @@ def _ready_status(port: int) -> int:
     return go_request(port, "GET", "/.well-known/ready", timeout=5).status
 
 
+
+
+def test_requests_cut_at_the_end_of_the_grace_get_503_json_and_unavailable(tiny_settings: Settings,
+                                                                           tmp_path: Path) -> None:
+    """Issue 8: requests still in progress when the grace period ends used to lose their connection.
+    Now each gets an answer it can act on: 503 JSON over HTTP (Weaviate reads the error), also for a
+    request still sending its body; UNAVAILABLE over gRPC."""
+    import socket
+
+    gate = tmp_path / "open-the-gate"
+    settings = tiny_settings.replace(host="127.0.0.1", port=0, grpc_port=free_port(), max_batch_size=64,
+                                     shutdown_grace_s=2.0, log_format="json")
+    process = start_gated_serve(settings, tmp_path / "serve.log", gate)
+    try:
+        port = process.http_port
+        wait_until(lambda: _ready_status(port) == 204, timeout=60)
+        http_results: list[HttpResponse | Exception] = []
+        grpc_results: list[object] = []
+        channel, stub = grpc_stub(f"127.0.0.1:{process.grpc_port}")
+
+        def send_http(i: int) -> None:
+            try:
+                http_results.append(http_vectorize(port, vectorize_body([f"cut {i}"])))
+            except Exception as exc:
+                http_results.append(exc)
+
+        def send_grpc(i: int) -> None:
+            try:
+                grpc_results.append(stub.Vectorize(pb.VectorizeRequest(items=[item(InputKind.TEXT, f"rpc {i}")]),
+                                                   timeout=60))
+            except grpc.RpcError as exc:
+                grpc_results.append(exc)
+
+        threads = [threading.Thread(target=send_http, args=(i,)) for i in range(3)]
+        threads += [threading.Thread(target=send_grpc, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        uploading = socket.create_connection(("127.0.0.1", port), timeout=60)
+        uploading.sendall(b"POST /vectorize HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+                          b"Content-Length: 1000\r\n\r\n")
+        assert uploading.recv(100).startswith(b"HTTP/1.1 100")
+        uploading.sendall(b'{"texts": ["')
+        wait_until(lambda: sample_value(metrics_text(port), "imagebind_queue_depth", kind="text") == 5, timeout=30)
+
+        process.terminate()
+        for thread in threads:
+            thread.join(30)
+        answer = b""
+        while chunk := uploading.recv(65536):
+            answer += chunk
+        uploading.close()
+        channel.close()
+        cut = [*http_results, answer]
+        assert len(http_results) == 3 and all(isinstance(r, HttpResponse) and r.status == 503 and
+                                              "grace period is over" in r.json()["error"] for r in http_results), cut
+        assert answer.startswith(b"HTTP/1.1 503") and b"grace period is over" in answer, answer
+        assert len(grpc_results) == 2 and all(isinstance(r, grpc.RpcError) and r.code() is grpc.StatusCode.UNAVAILABLE
+                                              for r in grpc_results), grpc_results
+        gate.touch()  # let the model thread finish its batch: bounding that is the engine's part
+        assert process.proc.wait(60) == 0, process.log()
+    finally:
+        process.kill()

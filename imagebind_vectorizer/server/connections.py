@@ -1,0 +1,297 @@
+"""HTTP connections under guard: an idle timeout, a header timeout, a cap on open connections, and an
+answer for clients that half-close their side after sending a request.
+
+Why a wrapper around aiohttp's protocol (and not another server library): aiohttp 3.14 closes a
+keep-alive connection left idle (`keepalive_timeout`, armed from the connection's start), but it
+has no header-read or body-read timeout, no connection limit, and its protocol's `eof_received`
+returns None, so asyncio closes the socket when a client shuts down its write side and the
+handler is cancelled: the client never gets its answer. uvicorn has the same gaps (its keep-alive
+timer is reset by every received byte, so a client dripping header bytes holds its connection for
+ever), and a switch would also rewrite the handlers, the auth middleware and the TLS wiring. So
+each connection's aiohttp protocol is wrapped: the wrapper sees every byte and the EOF before
+aiohttp does, keeps the timers and the registry, and a middleware tells it when a request's
+handler starts and ends. Only asyncio's protocol methods and aiohttp's public `web.Server`
+protocol factory are used. The body-read timeout and the byte budget live with the body reader
+(`server/bodies.py`), where the bytes are counted.
+
+Phases of a connection: HEADERS (a new connection, or a request's first bytes have arrived but not
+all its headers: `header_timeout_s` from the accept or the first byte, then a 408 and the
+connection is closed, as Go's ReadHeaderTimeout does), REQUEST (headers in; the handler reads the
+body under its own timeout and answers) and IDLE (a kept-alive connection between requests:
+`idle_timeout_s`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import resource
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from imagebind_vectorizer.engine.metrics import EngineMetrics
+
+log = logging.getLogger(__name__)
+
+#: file descriptors kept free of client connections: listening sockets, model and media files,
+#: decoder workers' pipes, logging
+RESERVED_FDS = 64
+#: what ends a request's headers (a bare LF pair too: seen early is harmless, the parser decides)
+_HEADER_ENDS = (b"\r\n\r\n", b"\n\n")
+
+
+class Phase(enum.Enum):
+    IDLE = "idle"
+    HEADERS = "headers"
+    REQUEST = "request"
+
+
+def raw_json_response(status: int, reason: str, message: str, retry_after: int | None = None) -> bytes:
+    """A complete HTTP/1.1 answer with a JSON error body and `Connection: close`, written straight to
+    a socket where no aiohttp handler runs (a request whose headers never finished, a connection
+    over the limit). Weaviate reads errors only from a JSON body `{"error": ...}`."""
+    body = orjson.dumps({"error": message})
+    head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(body)}",
+            "Connection: close"]
+    if retry_after is not None:
+        head.append(f"Retry-After: {retry_after}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def open_file_limit() -> int:
+    """Raise the soft open-file limit to the hard one (Go's runtime does the same) and return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_limit(wanted: int, transports: int, name: str) -> int:
+    """`wanted` connections for the transport `name`, lowered so that all `transports` together stay
+    inside the open-file limit with `RESERVED_FDS` to spare: past that limit `accept()` fails and
+    asyncio stops accepting for a second at a time, liveness probes included."""
+    fitting = max(1, (open_file_limit() - RESERVED_FDS) // max(transports, 1))
+    if fitting < wanted:
+        log.warning("the open-file limit leaves room for %d %s connections (max_connections is %d)",
+                    fitting, name, wanted)
+    return min(wanted, fitting)
+
+
+class ConnectionGuard:
+    """The registry and timers of one HTTP server's connections."""
+
+    def __init__(self, *, limit: int, idle_timeout_s: float, header_timeout_s: float,
+                 metrics: EngineMetrics | None = None) -> None:
+        self.limit = limit
+        self.idle_timeout_s = idle_timeout_s
+        self.header_timeout_s = header_timeout_s
+        self.metrics = metrics
+        self._open: dict[GuardedConnection, None] = {}  # insertion-ordered
+        self._by_transport: dict[asyncio.BaseTransport, GuardedConnection] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def protocol_factory(self, server: web.Server) -> Callable[[], GuardedConnection]:
+        """What `loop.create_server` calls for each accepted connection."""
+        return lambda: GuardedConnection(self, server())
+
+    # Bookkeeping ---------------------------------------------------------------------------------
+    def _admit(self, connection: GuardedConnection) -> bool:
+        if len(self._open) >= self.limit:
+            victim = self._longest_waiting()
+            if victim is None:
+                self._count_closed("refused")
+                return False
+            victim.close("evicted")
+        self._open[connection] = None
+        self._gauge()
+        return True
+
+    def _longest_waiting(self) -> GuardedConnection | None:
+        """The connection that has waited longest without a request in progress (idle, or still
+        dripping headers): the cheapest to close, and most likely a slow or abandoned client."""
+        waiting = [c for c in self._open if c.phase is not Phase.REQUEST]
+        return min(waiting, key=lambda c: c.since) if waiting else None
+
+    def _register_transport(self, connection: GuardedConnection, transport: asyncio.BaseTransport) -> None:
+        self._by_transport[transport] = connection
+
+    def _forget(self, connection: GuardedConnection) -> None:
+        self._open.pop(connection, None)
+        if connection.transport is not None:
+            self._by_transport.pop(connection.transport, None)
+        self._gauge()
+
+    def _count_closed(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.connections_closed.labels("http", reason).inc()
+
+    def _gauge(self) -> None:
+        if self.metrics is not None:
+            self.metrics.connections.labels("http").set(len(self._open))
+
+    def connection_of(self, request: web.BaseRequest) -> GuardedConnection | None:
+        transport = request.transport
+        return self._by_transport.get(transport) if transport is not None else None
+
+    # The middleware: a handler's start and end -----------------------------------------------------
+    def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
+        @web.middleware
+        async def track_requests(request: web.Request, handler: Any) -> web.StreamResponse:
+            connection = self.connection_of(request)
+            if connection is None:  # not accepted through the guard (e.g. aiohttp's test client)
+                return await handler(request)
+            connection.request_started(request)
+            try:
+                response = await handler(request)
+            finally:
+                connection.request_finished()
+            if connection.read_closed:  # the client will send nothing more: answer, then close
+                response.force_close()
+            return response
+
+        return track_requests
+
+
+class GuardedConnection(asyncio.Protocol):
+    """One accepted connection: aiohttp's protocol inside, timers and phase outside."""
+
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+        self.guard = guard
+        self.inner = inner
+        self.transport: asyncio.Transport | None = None
+        self.phase = Phase.IDLE
+        self.since = 0.0
+        self.read_closed = False
+        self._refused = False
+        self._closed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._tail = b""
+        self._got_bytes = False
+        self._request: web.BaseRequest | None = None
+
+    # asyncio.Protocol ------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if not self.guard._admit(self):
+            self._refused = True
+            transport.write(raw_json_response(503, "Service Unavailable",
+                                              f"too many open connections (limit {self.guard.limit}); retry later",
+                                              retry_after=1))
+            transport.close()
+            return
+        self.guard._register_transport(self, transport)
+        self._enter(Phase.HEADERS)  # the first request's headers are due within the header timeout
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused or self._closed:
+            return
+        if self.phase is Phase.IDLE:
+            self._enter(Phase.HEADERS)
+            self._tail = b""
+            self._got_bytes = False
+        if self.phase is Phase.HEADERS:
+            self._got_bytes = True
+            window = self._tail + data
+            if any(end in window for end in _HEADER_ENDS):
+                self._enter(Phase.REQUEST, timer=False)
+            else:
+                self._tail = window[-3:]
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        """The client shut down its sending side. A request whose headers are in still gets its
+        answer (the write side stays open; the body reader sees the end of the body); otherwise
+        nothing more can come and the connection closes."""
+        if self._refused or self._closed:
+            return None
+        self.read_closed = True
+        tls = self.transport is not None and self.transport.get_extra_info("sslcontext") is not None
+        if self.phase is Phase.REQUEST and not tls:  # TLS has no half-close: asyncio closes regardless
+            self._end_body()
+            return True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        if self._refused:
+            return
+        self._closed = True
+        self.guard._forget(self)
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    # Requests --------------------------------------------------------------------------------------
+    def request_started(self, request: web.BaseRequest) -> None:
+        self._request = request
+        self._enter(Phase.REQUEST, timer=False)
+        if self.read_closed:
+            self._end_body()
+
+    def request_finished(self) -> None:
+        self._request = None
+        if not self._closed:
+            self._enter(Phase.IDLE)
+
+    def _end_body(self) -> None:
+        """After the client's EOF no body byte can follow: let a waiting body reader see the end
+        (it answers 400 for a body shorter than its Content-Length)."""
+        request = self._request
+        if request is not None and not request.content.is_eof():
+            request.content.feed_eof()
+
+    # Timers ----------------------------------------------------------------------------------------
+    def _enter(self, phase: Phase, *, timer: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        self.phase = phase
+        self.since = loop.time()
+        self._cancel_timer()
+        if timer:
+            timeout = self.guard.idle_timeout_s if phase is Phase.IDLE else self.guard.header_timeout_s
+            self._timer = loop.call_later(timeout, self._expired, phase)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self, phase: Phase) -> None:
+        self._timer = None
+        if self._closed or self.phase is not phase:
+            return
+        if phase is Phase.HEADERS:
+            answer = raw_json_response(408, "Request Timeout", "request headers not received within "
+                                       f"{self.guard.header_timeout_s:g} s") if self._got_bytes else None
+            self.close("header_timeout", answer)
+        else:
+            self.close("idle_timeout")
+
+    def close(self, reason: str, answer: bytes | None = None) -> None:
+        """Close the connection now (an answer, if any, is flushed first)."""
+        if self._closed or self.transport is None:
+            return
+        self._closed = True
+        self._cancel_timer()
+        self.guard._forget(self)
+        self.guard._count_closed(reason)
+        log.debug("closing connection", extra={"fields": {"reason": reason, "phase": self.phase.value}})
+        if answer is not None:
+            self.transport.write(answer)
+        self.transport.close()
