@@ -137,6 +137,14 @@ class Settings:
                                        "largest video frame (width x height)", "limits")
     max_imu_samples: int = _opt(_LIMITS.max_imu_samples, "IMAGEBIND_MAX_IMU_SAMPLES",
                                 "most IMU samples per input (the model uses the first 2000)", "limits")
+    decode_cpu_s: float = _opt(60.0, "IMAGEBIND_DECODE_CPU_S",
+                               "CPU seconds one media item may take to decode; beyond, its decoder process is "
+                               "stopped and the item fails (400 too_complex)", "limits")
+    decode_wall_s: float = _opt(120.0, "IMAGEBIND_DECODE_WALL_S",
+                                "wall-clock seconds one media item may take to decode (400 too_slow)", "limits")
+    decode_memory_mb: int = _opt(2048, "IMAGEBIND_DECODE_MEMORY_MB",
+                                 "memory (MiB) a media decoder process may use for one item beyond its baseline "
+                                 "(400 too_large)", "limits")
     # Segments (moment search) -----------------------------------------------------------------
     segment_seconds: float = _opt(_WINDOW.seconds, "IMAGEBIND_SEGMENT_SECONDS",
                                   f"window length when a long file is segmented ({MIN_WINDOW_SECONDS:g} to "
@@ -186,7 +194,8 @@ class Settings:
     queue_size: int = _opt(256, "IMAGEBIND_QUEUE_SIZE",
                            "most forward passes (an audio file is 3, a video 15) admitted per input kind; "
                            "beyond, 429 / RESOURCE_EXHAUSTED", "engine")
-    workers: int = _opt(0, "IMAGEBIND_WORKERS", "preprocessing threads (0: one per CPU core)", "engine")
+    workers: int = _opt(0, "IMAGEBIND_WORKERS",
+                        "media decoder processes, and text tokenizer threads (0: one per CPU core)", "engine")
     text_trim: bool = _opt(True, "IMAGEBIND_TEXT_TRIM",
                            "cut text batches at their last end-of-text token (exact; disable only to measure it)",
                            "engine")
@@ -211,6 +220,8 @@ class Settings:
                 problems.append(f"{name} must be >= 1")
         if self.max_wait_ms < 0 or self.cache_size < 0 or self.workers < 0:
             problems.append("max_wait_ms, cache_size and workers must not be negative")
+        if self.decode_cpu_s <= 0 or self.decode_wall_s <= 0 or self.decode_memory_mb < 64:
+            problems.append("decode_cpu_s and decode_wall_s must be positive, decode_memory_mb at least 64")
         try:
             self.window_spec()
         except ValueError as exc:

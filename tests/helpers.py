@@ -8,6 +8,9 @@ import io
 import struct
 import zlib
 from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -74,6 +77,25 @@ def assert_vectors_match(ours: torch.Tensor | np.ndarray, reference: torch.Tenso
 @torch.no_grad()
 def reference_embed(ref_model: torch.nn.Module, modality: str, x: torch.Tensor) -> torch.Tensor:
     return ref_model({modality: x})[modality]
+
+
+_ISOLATED: ProcessPoolExecutor | None = None
+
+
+def isolated(function: Callable[..., object], *args: object, timeout: float = 120) -> object:
+    """`function(*args)` in a process of its own (a forkserver child with the decoders imported, as
+    the server's decoder workers are), so that a crash there fails the calling test instead of
+    ending the whole session."""
+    global _ISOLATED
+    if _ISOLATED is None:
+        from imagebind_vectorizer.engine.decode_pool import decoder_context
+
+        _ISOLATED = ProcessPoolExecutor(1, mp_context=decoder_context())  # type: ignore[arg-type]
+    try:
+        return _ISOLATED.submit(function, *args).result(timeout)
+    except BrokenProcessPool:
+        _ISOLATED = None
+        raise AssertionError(f"{getattr(function, '__name__', function)} crashed its process") from None
 
 
 def write(directory: Path, name: str, data: bytes) -> Path:

@@ -1,6 +1,7 @@
 """The engine both transports call: admission with back-pressure, the vector cache, preprocessing
-in a worker pool, per-kind dynamic batching, model calls on one model thread, and results back to
-each caller in order. It is the only place that knows about threads, queues and devices."""
+(media in decoder processes, text in threads), per-kind dynamic batching, model calls on one model
+thread, and results back to each caller in order. It is the only place that knows about threads,
+processes, queues and devices."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 
 from imagebind_vectorizer.engine.batcher import Batcher, WorkItem
 from imagebind_vectorizer.engine.cache import VectorCache, content_key
+from imagebind_vectorizer.engine.decode_pool import DecodeLimits, DecodePool
 from imagebind_vectorizer.engine.metrics import EngineMetrics
 from imagebind_vectorizer.errors import DeadlineExceededError, InputError, NotReadyError, OverloadedError
 from imagebind_vectorizer.kinds import InputKind
@@ -49,7 +51,8 @@ class _Slot:
 
 
 class Engine:
-    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None,
+                 decode_pool: DecodePool | None = None) -> None:
         self.settings = settings
         self.metrics = EngineMetrics()
         self.embedder = embedder
@@ -58,6 +61,8 @@ class Engine:
         self.cache = VectorCache(settings.cache_size)
         workers = settings.workers or os.cpu_count() or 1
         self._preprocess_pool = ThreadPoolExecutor(workers, thread_name_prefix="preprocess")
+        self._decode_pool = decode_pool or DecodePool(workers, DecodeLimits(
+            cpu_s=settings.decode_cpu_s, wall_s=settings.decode_wall_s, memory_mb=settings.decode_memory_mb))
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="model")
         self._pending: dict[InputKind, int] = {kind: 0 for kind in InputKind}
         self._batchers: dict[InputKind, Batcher] = {}
@@ -134,6 +139,7 @@ class Engine:
             await batcher.stop()
         self.state = State.STOPPED
         self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
+        self._decode_pool.close()
         self._model_pool.shutdown(wait=False, cancel_futures=True)
 
     # Embedding --------------------------------------------------------------------------------
@@ -259,7 +265,10 @@ class Engine:
             if deadline is not None and time.monotonic() > deadline:
                 raise DeadlineExceededError("deadline passed before the item was computed")
             started = time.monotonic()
-            rows = await loop.run_in_executor(self._preprocess_pool, embedder.preprocess, kind, item)
+            if kind is InputKind.TEXT:  # pure Python with bounded work: in process
+                rows = await loop.run_in_executor(self._preprocess_pool, embedder.preprocess, kind, item)
+            else:  # FFmpeg and Pillow: where a fault cannot take the process down
+                rows = await self._decode_pool.preprocess(kind, item, embedder.options, deadline=deadline)
             self.metrics.stage_seconds.labels(kind.value, "preprocess").observe(time.monotonic() - started)
             future: asyncio.Future[torch.Tensor] = loop.create_future()
             self._batchers[kind].submit(WorkItem(rows, future, deadline, on_done=slot.release))

@@ -13,11 +13,11 @@ from imagebind_vectorizer.preprocess.profiles import DepthOptions, Limits, Prepr
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("preprocess", "PREPROCESSORS"):
+    if name in ("preprocess", "check_item", "PREPROCESSORS"):
         from imagebind_vectorizer.preprocess import dispatch
 
         return getattr(dispatch, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["PREPROCESSORS", "DepthOptions", "Limits", "PreprocessOptions", "Profile", "preprocess"]
+__all__ = ["PREPROCESSORS", "DepthOptions", "Limits", "PreprocessOptions", "Profile", "check_item", "preprocess"]

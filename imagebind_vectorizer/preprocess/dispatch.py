@@ -31,23 +31,27 @@ PREPROCESSORS: dict[InputKind, Callable[..., torch.Tensor]] = {
 }
 
 
-def preprocess(kind: InputKind, item: bytes | str, options: PreprocessOptions) -> torch.Tensor:
-    """One item -> (clips, ...) tensor. Unexpected failures inside decoders become InputError too:
-    a bad upload must never surface as a server fault."""
+def check_item(kind: InputKind, item: object, options: PreprocessOptions) -> None:
+    """The checks that need no decoding (type and size), so a pool can run them before the bytes travel."""
     if kind is not InputKind.TEXT:
         if not isinstance(item, bytes | bytearray | memoryview):
             raise InputError(f"{kind.value} input must be bytes", reason="invalid")
         if len(item) > options.limits.max_item_bytes:
             raise InputError(f"{kind.value} input is {len(item)} bytes, over the limit of "
                              f"{options.limits.max_item_bytes}", reason="too_large")
+
+
+def preprocess(kind: InputKind, item: bytes | str, options: PreprocessOptions) -> torch.Tensor:
+    """One item -> (clips, ...) tensor. Unexpected failures inside decoders become InputError too:
+    a bad upload must never surface as a server fault, nor pass a library's internals to the user."""
+    check_item(kind, item, options)
     try:
         return PREPROCESSORS[kind](bytes(item) if not isinstance(item, str) else item, options)
     except InputError:
         raise
     except (MemoryError, RecursionError) as exc:
-        raise InputError(f"{kind.value} input is too complex to decode: {type(exc).__name__}",
-                         reason="too_large") from exc
+        raise InputError(f"{kind.value} input is too complex to decode: it needs more memory or nesting than "
+                         "a decoder may use", reason="too_large") from exc
     except Exception as exc:
-        raise InputError(f"cannot decode {kind.value} input: {type(exc).__name__}: {exc}",
+        raise InputError(f"cannot decode {kind.value} input: the decoder failed on it ({type(exc).__name__})",
                          reason="decode") from exc
-
