@@ -120,13 +120,16 @@ def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
 
 
 def encoded_audio(samples: np.ndarray, rate: int, container: str, codec: str,
-                  muxer_options: dict[str, str] | None = None) -> bytes:
+                  muxer_options: dict[str, str] | None = None, sample_format: str | None = None) -> bytes:
     """Encode with FFmpeg through PyAV (flac, mp3, ogg/opus, m4a/aac, ...). Muxer options such as
-    Matroska's {"live": "1"} write a stream without a duration in its header."""
+    Matroska's {"live": "1"} write a stream without a duration in its header. `sample_format` picks
+    the encoder's input format where its first choice would lose bits (WavPack's is u8p)."""
     out = io.BytesIO()
-    layout = "mono" if samples.shape[0] == 1 else "stereo"
+    layout = channel_layout(samples.shape[0])
     with av.open(out, mode="w", format=container, options=muxer_options or {}) as c:
         stream = c.add_stream(codec, rate=rate, layout=layout)
+        if sample_format:
+            stream.codec_context.format = sample_format
         frame_size = stream.codec_context.frame_size or 1024
         pcm = (np.clip(samples, -1, 1) * 32767).round().astype(np.int16)
         for start in range(0, pcm.shape[1], frame_size):
@@ -135,6 +138,34 @@ def encoded_audio(samples: np.ndarray, rate: int, container: str, codec: str,
             frame.sample_rate = rate
             frame.pts = start
             frame.time_base = Fraction(1, rate)
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode(None):
+            c.mux(packet)
+    return out.getvalue()
+
+
+def channel_layout(channels: int) -> str:
+    return {1: "mono", 2: "stereo"}.get(channels, f"{channels} channels")
+
+
+def sparse_audio(seconds: float, rate: int, channels: int, container: str = "flac", codec: str = "flac") -> bytes:
+    """A long recording that compresses to almost nothing: silence with a one-second tone each
+    minute, encoded frame by frame (the samples are never all in memory)."""
+    out = io.BytesIO()
+    layout = channel_layout(channels)
+    with av.open(out, mode="w", format=container) as c:
+        stream = c.add_stream(codec, rate=rate, layout=layout)
+        size = stream.codec_context.frame_size or 4096
+        total = int(seconds * rate)
+        ramp = np.arange(size)
+        for start in range(0, total, size):
+            count = min(size, total - start)
+            block = np.zeros((count, channels), np.int16)
+            if (start // rate) % 60 == 0:
+                block[:] = (3000 * np.sin(2 * math.pi * 440 * (start + ramp[:count]) / rate)).astype(np.int16)[:, None]
+            frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout=layout)
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
             for packet in stream.encode(frame):
                 c.mux(packet)
         for packet in stream.encode(None):

@@ -21,7 +21,15 @@ from imagebind_vectorizer.preprocess import PreprocessOptions, Profile, preproce
 from imagebind_vectorizer.preprocess.audio import decode_audio
 from imagebind_vectorizer.preprocess.clips import clip_bounds
 from tests import media
-from tests.helpers import assert_tensors_match, assert_vectors_match, max_abs, record, reference_embed, write
+from tests.helpers import (
+    assert_tensors_match,
+    assert_vectors_match,
+    isolated,
+    max_abs,
+    record,
+    reference_embed,
+    write,
+)
 from tests.reference.official import clip_spacing
 
 LOSSY = {"mp3", "ogg-opus", "m4a-aac"}
@@ -119,3 +127,53 @@ def test_clip_bounds_equal_the_reference_sampler(ref, clips: int) -> None:
             for duration in durations:
                 expected = ref.data.get_clip_timepoints(sampler, duration)
                 assert clip_bounds(duration, 2, clips, minus_one=minus_one) == expected, (spacing, duration)
+
+
+# Long and many-channel audio: only the clips' windows are decoded and resampled (in chunks), with
+# the memory layout of the reference's views. The numbers stay the reference's to the bit, including
+# the float32 all-channel mean, whose rounding depends on that layout (6 channels at 48 kHz, 90001
+# samples: the resampled signal is contiguous there, and a clip spanning it is summed as one row).
+WINDOWED = [(6, 96000, 412800), (6, 96000, 1184640), (6, 48000, 90001), (2, 48000, 91201), (1, 8000, 240000),
+            (3, 22050, 169785), (16, 48000, 120000)]
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize(("channels", "rate", "samples"), WINDOWED,
+                         ids=[f"{c}ch-{r}Hz-{n}" for c, r, n in WINDOWED])
+def test_windowed_decoding_equals_the_reference(ref, tmp_path: Path, channels: int, rate: int, samples: int) -> None:
+    signal = media.tone(samples / rate + 0.1, rate, freq=300, channels=channels, noise=0.1, seed=channels)
+    data = media.wav_bytes(signal[:, :samples], rate)
+    path = write(tmp_path, "clip.wav", data)
+    for profile, spacing in ((Profile.OFFICIAL, "official"), (Profile.WEAVIATE_LEGACY, "legacy")):
+        with clip_spacing(spacing):
+            reference = ref.data.load_and_transform_audio_data([str(path)], "cpu")[0]
+        ours = preprocess(InputKind.AUDIO, data, PreprocessOptions(profile=profile))
+        assert_tensors_match(ours, reference, label="tensor audio windowed", what=f"{channels}ch {rate} Hz {profile}")
+
+
+def many_channel_audio(fmt: str, channels: int, seconds: float) -> bytes:
+    signal = media.tone(seconds, 44100, freq=250, channels=channels, noise=0.1, seed=channels)
+    if fmt == "wav":
+        return media.wav_bytes(signal, 44100)
+    return media.encoded_audio(signal, 44100, "wv", "wavpack", sample_format="s16p")  # lossless, decodes planar
+
+
+MANY_CHANNELS = [(fmt, channels, 1.3) for channels in (8, 16, 32, 64) for fmt in ("wav", "wavpack")]
+MANY_CHANNELS += [("wavpack", 16, 3.1)]
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize(("fmt", "channels", "seconds"), MANY_CHANNELS,
+                         ids=[f"{f}-{c}ch-{s}s" for f, c, s in MANY_CHANNELS])
+def test_audio_with_8_or_more_channels_equals_the_reference(ref, tmp_path: Path, fmt: str, channels: int,
+                                                            seconds: float) -> None:
+    """PyAV reads a planar frame's planes up to a NULL pointer that FFmpeg does not write once there
+    are 8 channels or more: converting to planar float and calling `to_ndarray()` crashed the process
+    with SIGSEGV. Ours runs in a process of its own, so a regression fails this test, not the run.
+    WavPack holds the WAV's samples losslessly, so the reference reads the WAV (the system FFmpeg
+    behind torchaudio.load cannot pick the stream of a many-channel .wv)."""
+    ours = isolated(preprocess, InputKind.AUDIO, many_channel_audio(fmt, channels, seconds), PreprocessOptions())
+    wav = write(tmp_path, "many.wav", many_channel_audio("wav", channels, seconds))
+    with clip_spacing("official"):
+        reference = ref.data.load_and_transform_audio_data([str(wav)], "cpu")[0]
+    assert_tensors_match(ours, reference, label="tensor audio many channels", what=f"{fmt} {channels}ch")
