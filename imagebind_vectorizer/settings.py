@@ -125,6 +125,12 @@ class Settings:
     max_item_bytes: int = _opt(_LIMITS.max_item_bytes, "IMAGEBIND_MAX_ITEM_BYTES",
                                "largest decoded input item", "limits")
     max_text_chars: int = _opt(_LIMITS.max_text_chars, "IMAGEBIND_MAX_TEXT_CHARS", "longest text", "limits")
+    max_text_word_bytes: int = _opt(_LIMITS.max_text_word_bytes, "IMAGEBIND_MAX_TEXT_WORD_BYTES",
+                                    "longest word (UTF-8 bytes) tokenized; BPE time grows with its square "
+                                    "(400 too_complex)", "limits")
+    max_text_bpe_work: int = _opt(_LIMITS.max_text_bpe_work, "IMAGEBIND_MAX_TEXT_BPE_WORK",
+                                  "BPE merge steps one text may take for its 77 tokens (400 too_complex)",
+                                  "limits")
     max_image_pixels: int = _opt(_LIMITS.max_image_pixels, "IMAGEBIND_MAX_IMAGE_PIXELS",
                                  "largest image (width x height); stops decompression bombs", "limits")
     max_image_aspect_ratio: float = _opt(_LIMITS.max_image_aspect_ratio, "IMAGEBIND_MAX_IMAGE_ASPECT_RATIO",
@@ -257,6 +263,7 @@ class Settings:
             profile=Profile(self.preprocessing),
             limits=Limits(
                 max_item_bytes=self.max_item_bytes, max_text_chars=self.max_text_chars,
+                max_text_word_bytes=self.max_text_word_bytes, max_text_bpe_work=self.max_text_bpe_work,
                 max_image_pixels=self.max_image_pixels, max_image_aspect_ratio=self.max_image_aspect_ratio,
                 max_audio_seconds=self.max_audio_seconds, max_video_seconds=self.max_video_seconds,
                 max_video_frame_pixels=self.max_video_frame_pixels, max_imu_samples=self.max_imu_samples,

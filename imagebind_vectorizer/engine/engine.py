@@ -6,8 +6,10 @@ processes, queues and devices."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -266,7 +268,16 @@ class Engine:
                 raise DeadlineExceededError("deadline passed before the item was computed")
             started = time.monotonic()
             if kind is InputKind.TEXT:  # pure Python with bounded work: in process
-                rows = await loop.run_in_executor(self._preprocess_pool, embedder.preprocess, kind, item)
+                gone = threading.Event()  # set when this task ends, so an abandoned tokenizer stops
+
+                def stop() -> bool:
+                    return gone.is_set() or (deadline is not None and time.monotonic() > deadline)
+
+                try:
+                    rows = await loop.run_in_executor(self._preprocess_pool, functools.partial(
+                        embedder.preprocess, kind, item, stop=stop))
+                finally:
+                    gone.set()
             else:  # FFmpeg and Pillow: where a fault cannot take the process down
                 rows = await self._decode_pool.preprocess(kind, item, embedder.options, deadline=deadline)
             self.metrics.stage_seconds.labels(kind.value, "preprocess").observe(time.monotonic() - started)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from imagebind_vectorizer.errors import InputError
+from imagebind_vectorizer.errors import DeadlineExceededError, InputError
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess.audio import preprocess_audio
 from imagebind_vectorizer.preprocess.depth import preprocess_depth
@@ -41,13 +41,17 @@ def check_item(kind: InputKind, item: object, options: PreprocessOptions) -> Non
                              f"{options.limits.max_item_bytes}", reason="too_large")
 
 
-def preprocess(kind: InputKind, item: bytes | str, options: PreprocessOptions) -> torch.Tensor:
+def preprocess(kind: InputKind, item: bytes | str, options: PreprocessOptions, *,
+               stop: Callable[[], bool] | None = None) -> torch.Tensor:
     """One item -> (clips, ...) tensor. Unexpected failures inside decoders become InputError too:
-    a bad upload must never surface as a server fault, nor pass a library's internals to the user."""
+    a bad upload must never surface as a server fault, nor pass a library's internals to the user.
+    `stop` lets text tokenizing be abandoned between words (media is stopped with its process)."""
     check_item(kind, item, options)
     try:
+        if kind is InputKind.TEXT:
+            return preprocess_text(item, options, stop)
         return PREPROCESSORS[kind](bytes(item) if not isinstance(item, str) else item, options)
-    except InputError:
+    except (InputError, DeadlineExceededError):
         raise
     except (MemoryError, RecursionError) as exc:
         raise InputError(f"{kind.value} input is too complex to decode: it needs more memory or nesting than "

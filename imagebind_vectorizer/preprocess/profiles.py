@@ -57,6 +57,11 @@ class Limits:
 
     max_item_bytes: int = 64 * 1024 * 1024
     max_text_chars: int = 100_000
+    #: BPE time grows with the square of a word's length; no natural word comes near this
+    max_text_word_bytes: int = 4096
+    #: BPE merge steps (symbols scanned) one text may take for its first 77 tokens: a normal text
+    #: needs a few thousand; this much is about 0.2 s of CPU
+    max_text_bpe_work: int = 600_000
     max_image_pixels: int = 40_000_000
     #: a 1 x 10000 strip would otherwise be resized to 224 x 2,240,000
     max_image_aspect_ratio: float = 50.0

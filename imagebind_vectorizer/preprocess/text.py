@@ -8,18 +8,23 @@ the official code before 2025-11-21) appends EOT *before* truncating to 77, so a
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
-from imagebind_vectorizer.errors import InputError
+from imagebind_vectorizer.errors import DeadlineExceededError, InputError
 from imagebind_vectorizer.kinds import TEXT_CONTEXT_LENGTH
-from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
+from imagebind_vectorizer.preprocess.profiles import Limits, PreprocessOptions
 
-_BPE_CACHE_LIMIT = 200_000  # open_clip caches every word it has seen; a server must bound that
+_DEFAULT_LIMITS = Limits()
+_UNRANKED = float("inf")
+
+_CACHE_LIMIT = 20_000  # words remembered per thread; a server must bound what it keeps
 
 
 def open_clip_tokenizer_module() -> ModuleType:
@@ -44,31 +49,103 @@ def open_clip_tokenizer_module() -> ModuleType:
 
 
 class Tokenizer:
-    def __init__(self) -> None:
-        self._bpe = open_clip_tokenizer_module().SimpleTokenizer(context_length=TEXT_CONTEXT_LENGTH)
-        self._initial_cache = dict(self._bpe.cache)
-        self._lock = threading.Lock()
-        self.sot = self._bpe.sot_token_id
-        self.eot = self._bpe.eot_token_id
+    """CLIP's byte-level BPE with open_clip's vocabulary, cleaning and pre-tokenizer, and a merge loop
+    of our own that counts its work. BPE merges one pair at a time over the whole word, so a word of
+    n bytes can take n merges of n steps: a 20,000-letter word took a minute. Here each text has a
+    budget of merge steps and a longest word (`Limits`), and tokenizing can be abandoned between
+    words when its request is gone. Each thread keeps its own word cache: no lock is held anywhere."""
 
-    def bpe_ids(self, text: str, limit: int) -> list[int]:
+    def __init__(self) -> None:
+        module = open_clip_tokenizer_module()
+        vocabulary = module.SimpleTokenizer(context_length=TEXT_CONTEXT_LENGTH)
+        self._clean = vocabulary.clean_fn
+        self._byte_symbol = vocabulary.byte_encoder
+        self._ids = vocabulary.encoder
+        self._ranks = vocabulary.bpe_ranks
+        self._local = threading.local()
+        self.sot = vocabulary.sot_token_id
+        self.eot = vocabulary.eot_token_id
+        # CLIP's pre-tokenizer with ImageBind's spelling of the special tokens (open_clip spells them
+        # <start_of_text>, which the official tokenizer reads as plain text). `module.re` is the
+        # `regex` package open_clip uses (\p{L} needs it).
+        self._special = {"<|startoftext|>": self.sot, "<|endoftext|>": self.eot}
+        self._pattern = module.re.compile(
+            r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+            module.re.IGNORECASE)
+
+    def bpe_ids(self, text: str, limit: int, limits: Limits = _DEFAULT_LIMITS,
+                stop: Callable[[], bool] | None = None) -> list[int]:
         """The first `limit` BPE ids of `text`. Cleaning runs on the whole text (it is global), but
         BPE stops once enough words are merged, so a long document costs no more than its start."""
-        bpe = self._bpe
-        cleaned = bpe.clean_fn(text)
+        cache = self._cache()
         ids: list[int] = []
-        with self._lock:  # the BPE word cache is a plain dict shared across threads
-            if len(bpe.cache) > _BPE_CACHE_LIMIT:
-                bpe.cache = dict(self._initial_cache)
-            for word in bpe.pat.finditer(cleaned):
-                piece = "".join(bpe.byte_encoder[b] for b in word.group().encode("utf-8"))
-                ids.extend(bpe.encoder[t] for t in bpe.bpe(piece).split(" "))
+        work = 0
+        for match in self._pattern.finditer(self._clean(text)):
+            if stop is not None and stop():
+                raise DeadlineExceededError("tokenizing abandoned: the request is gone")
+            special = self._special.get(match.group())
+            if special is not None:
+                ids.append(special)
                 if len(ids) >= limit:
                     break
+                continue
+            raw = match.group().encode("utf-8")
+            if len(raw) > limits.max_text_word_bytes:
+                raise InputError(f"text has a word of {len(raw)} bytes ({match.group()[:12]!r}...); words over "
+                                 f"{limits.max_text_word_bytes} bytes are refused", reason="too_complex")
+            piece = "".join(self._byte_symbol[b] for b in raw)
+            merged = cache.get(piece)
+            if merged is None:
+                merged, cost = self._merge(piece, limits.max_text_bpe_work - work)
+                work += cost
+                cache[piece] = merged
+            ids.extend(self._ids[token] for token in merged.split(" "))
+            if len(ids) >= limit:
+                break
         return ids[:limit]
 
-    def __call__(self, text: str, keep_eot: bool = True) -> torch.Tensor:
-        ids = self.bpe_ids(text, TEXT_CONTEXT_LENGTH)
+    def _merge(self, piece: str, budget: int) -> tuple[str, int]:
+        """BPE of one pre-token, as CLIP does it: merge every occurrence of the lowest-ranked adjacent
+        pair, left to right, until no pair has a rank. Returns the space-joined tokens and the steps
+        it took (the symbols scanned); raises once past `budget`."""
+        word = (*piece[:-1], piece[-1] + "</w>")
+        ranks = self._ranks
+        work = 0
+        while len(word) > 1:
+            work += len(word)
+            if work > budget:
+                raise InputError("text is too costly to tokenize: its first words need more BPE merge steps "
+                                 "than one text may use (max_text_bpe_work)", reason="too_complex")
+            first, second = min(itertools.pairwise(word), key=lambda pair: ranks.get(pair, _UNRANKED))
+            if (first, second) not in ranks:
+                break
+            merged: list[str] = []
+            i, end = 0, len(word)
+            while i < end:
+                try:
+                    j = word.index(first, i)
+                except ValueError:
+                    merged.extend(word[i:])
+                    break
+                merged.extend(word[i:j])
+                if j < end - 1 and word[j + 1] == second:
+                    merged.append(first + second)
+                    i = j + 2
+                else:
+                    merged.append(first)
+                    i = j + 1
+            word = tuple(merged)
+        return " ".join(word), work
+
+    def _cache(self) -> dict[str, str]:
+        cache = getattr(self._local, "cache", None)
+        if cache is None or len(cache) > _CACHE_LIMIT:
+            cache = self._local.cache = {}
+        return cache
+
+    def __call__(self, text: str, keep_eot: bool = True, limits: Limits = _DEFAULT_LIMITS,
+                 stop: Callable[[], bool] | None = None) -> torch.Tensor:
+        ids = self.bpe_ids(text, TEXT_CONTEXT_LENGTH, limits, stop)
         tokens = [self.sot, *ids]
         if keep_eot:
             tokens = [*tokens[: TEXT_CONTEXT_LENGTH - 1], self.eot]
@@ -92,7 +169,9 @@ def get_tokenizer() -> Tokenizer:
         return _tokenizer
 
 
-def preprocess_text(text: str | bytes, options: PreprocessOptions) -> torch.Tensor:
+def preprocess_text(text: str | bytes, options: PreprocessOptions,
+                    stop: Callable[[], bool] | None = None) -> torch.Tensor:
+    """`stop` is asked between words; when it says so, tokenizing is abandoned (DeadlineExceededError)."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -103,4 +182,4 @@ def preprocess_text(text: str | bytes, options: PreprocessOptions) -> torch.Tens
     if len(text) > options.limits.max_text_chars:
         raise InputError(f"text has {len(text)} characters, over the limit of "
                          f"{options.limits.max_text_chars}", reason="too_large")
-    return get_tokenizer()(text, keep_eot=options.behaviour.text_keeps_eot)[None]
+    return get_tokenizer()(text, keep_eot=options.behaviour.text_keeps_eot, limits=options.limits, stop=stop)[None]

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -85,10 +85,11 @@ class Embedder:
         self._digest_thread: threading.Thread | None = None
 
     # The three steps --------------------------------------------------------------------------
-    def preprocess(self, kind: InputKind | str, item: bytes | str) -> torch.Tensor:
+    def preprocess(self, kind: InputKind | str, item: bytes | str, *,
+                   stop: Callable[[], bool] | None = None) -> torch.Tensor:
         kind = InputKind.parse(kind) if isinstance(kind, str) else kind
         self.require(kind)
-        return preprocess(kind, item, self.options)
+        return preprocess(kind, item, self.options, stop=stop)
 
     @torch.inference_mode()
     def forward(self, kind: InputKind, batch: torch.Tensor) -> torch.Tensor:
