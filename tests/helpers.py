@@ -98,6 +98,32 @@ def isolated(function: Callable[..., object], *args: object, timeout: float = 12
         raise AssertionError(f"{getattr(function, '__name__', function)} crashed its process") from None
 
 
+def peak_rss_after(runs: list[tuple[str, Path, str]], *, timeout: float = 110) -> list[float]:
+    """Run `preprocess(kind, file, profile)` for each (kind, path, profile) in order in a fresh Python
+    process and return its peak RSS (MiB, `ru_maxrss`, a high-water mark) before the first run and
+    after each. Put a small warm-up file first so one-time allocations are not charged to a file."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, resource, sys\n"
+        "from imagebind_vectorizer.modality import InputKind\n"
+        "from imagebind_vectorizer.preprocess import PreprocessOptions, Profile, preprocess\n"
+        "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "peaks = [peak()]\n"
+        "for kind, path, profile in json.loads(sys.argv[1]):\n"
+        "    preprocess(InputKind(kind), open(path, 'rb').read(), PreprocessOptions(profile=Profile(profile)))\n"
+        "    peaks.append(peak())\n"
+        "print(json.dumps(peaks))\n"
+    )
+    args = json.dumps([[kind, str(path), profile] for kind, path, profile in runs])
+    done = subprocess.run([sys.executable, "-c", script, args], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def write(directory: Path, name: str, data: bytes) -> Path:
     path = directory / name
     path.write_bytes(data)

@@ -216,6 +216,26 @@ def video_bytes(seconds: float = 3.0, fps: int | Fraction = 10, width: int = 256
     return out.getvalue()
 
 
+def long_video(seconds: float, fps: int = 10, width: int = 640, height: int = 480,
+               muxer_options: dict[str, str] | None = None) -> bytes:
+    """A long video that is quick to make: eight pictures shown in turn."""
+    pictures = [av.VideoFrame.from_image(picture(width, height, seed=s)) for s in range(8)]
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="mp4" if muxer_options is None else "matroska",
+                 options=muxer_options or {}) as c:
+        stream = c.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "30"}
+        for index in range(round(seconds * fps)):
+            frame = pictures[(index // fps) % len(pictures)]
+            frame.pts = None
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode(None):
+            c.mux(packet)
+    return out.getvalue()
+
+
 VIDEO_FORMATS = {  # name -> (container, codec)
     "mp4": ("mp4", "libx264"),
     "webm": ("webm", "libvpx-vp9"),

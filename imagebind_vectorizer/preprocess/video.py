@@ -34,15 +34,20 @@ CROPS = VIDEO_CROPS
 
 @dataclass
 class _ClipFrames:
-    """First and last frame (as decoded, not yet converted) of one clip."""
+    """First and last frame (as decoded, not yet converted) of one clip, and their pts."""
 
     first: av.VideoFrame | None = None
     last: av.VideoFrame | None = None
+    first_pts: int = 0
+    last_pts: int = 0
 
-    def add(self, frame: av.VideoFrame) -> None:
-        if self.first is None:
-            self.first = frame
-        self.last = frame
+    def add(self, frame: av.VideoFrame, pts: int) -> None:
+        """Frames may come in any pts order; of equal pts the later decoded one wins, as in the
+        pts-keyed dict of pytorchvideo's decoder."""
+        if self.first is None or pts <= self.first_pts:
+            self.first, self.first_pts = frame, pts
+        if self.last is None or pts >= self.last_pts:
+            self.last, self.last_pts = frame, pts
 
 
 def preprocess_video(data: bytes, options: PreprocessOptions) -> torch.Tensor:
@@ -59,7 +64,7 @@ def preprocess_video(data: bytes, options: PreprocessOptions) -> torch.Tensor:
             if options.behaviour.video_frames_by_index:
                 clips = _frames_by_index(container, stream, limits)
             else:
-                clips = _frames_by_pts(container, stream, limits)
+                clips = _frames_by_pts(data, container, stream, limits)
         except InputError:
             raise
         except Exception as exc:
@@ -127,27 +132,31 @@ def _frames_by_index(container: av.container.InputContainer, stream: av.video.st
     return [_ClipFrames(picked[a], picked[b]) for a, b in wanted]
 
 
-def _frames_by_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+def _frames_by_pts(data: bytes, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                    limits: Limits) -> list[_ClipFrames]:
+    """Clip k keeps the first and last frame (by pts) whose pts lies in its range. Frames stream
+    past: only the (at most 10) frames that are some clip's first or last so far are held."""
     time_base = stream.time_base
     if time_base is None:
         raise InputError("video stream has no time base", reason="decode")
     start_pts = stream.start_time or 0
-    frames: list[av.VideoFrame] | None = None
     if stream.duration is not None:
         duration_pts = stream.duration
-    else:  # no duration in the header: pytorchvideo decodes everything and uses the last pts
-        frames = _unique_pts(_decoded_frames(container, stream, limits))
-        if not frames:
+    else:  # no duration in the header: pytorchvideo takes the last frame's pts; a first pass finds it
+        with _reopen(data) as counting:
+            found = [frame.pts for frame in _decoded_frames(counting, video_stream(counting, limits), limits)
+                     if frame.pts is not None]
+        if not found:
             raise InputError("video stream holds no frames", reason="decode")
-        duration_pts = frames[-1].pts
+        duration_pts = max(found)
     ranges = clip_pts_ranges(int(duration_pts - start_pts), time_base, start_pts)
     clips = [_ClipFrames() for _ in ranges]
-    source = frames if frames is not None else _unique_pts(_decoded_frames(container, stream, limits))
-    for frame in source:
+    for frame in _decoded_frames(container, stream, limits):
+        if frame.pts is None:
+            continue  # pytorchvideo keys frames by pts: one without is dropped
         for clip, (low, high) in zip(clips, ranges, strict=True):
             if low <= frame.pts < high:
-                clip.add(frame)
+                clip.add(frame, frame.pts)
     if any(clip.first is None for clip in clips):
         raise InputError("a clip of the video holds no frames", reason="decode")
     return clips
@@ -173,11 +182,8 @@ def clip_pts_ranges(duration_pts: int, time_base: Fraction, start_pts: int) -> l
             for start, end in clip_bounds(duration, CLIP_SECONDS, CLIPS, minus_one=False)]
 
 
-def _unique_pts(frames) -> list[av.VideoFrame]:
-    """Frames sorted by pts, a later frame replacing an earlier one with the same pts (as
-    pytorchvideo's dict does); frames without pts are dropped."""
-    by_pts = {frame.pts: frame for frame in frames if frame.pts is not None}
-    return [by_pts[pts] for pts in sorted(by_pts)]
+def _reopen(data: bytes) -> av.container.InputContainer:
+    return av.open(io.BytesIO(data), mode="r")
 
 
 def _count_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:

@@ -4,10 +4,6 @@ and headers that lie about the length handled by a second decoding pass."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,8 +13,7 @@ from imagebind_vectorizer.errors import InputError
 from imagebind_vectorizer.modality import InputKind
 from imagebind_vectorizer.preprocess import PreprocessOptions, preprocess
 from tests import media
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import peak_rss_after, write
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,35 +29,14 @@ def test_long_many_channel_audio_decodes_in_memory_bounded_by_the_clips(tmp_path
     every channel was decoded to float32, concatenated and resampled whole. Here 2 minutes of the
     same (~1.3 GiB decoded the old way) must stay within a few dozen MiB, and no more than a
     20-second file needs: the memory follows the clips' windows, not the duration."""
-    short = tmp_path / "short.flac"
-    long = tmp_path / "long.flac"
-    short.write_bytes(media.sparse_audio(20, 96000, 6))
-    long.write_bytes(media.sparse_audio(120, 96000, 6))
-    warm_up = tmp_path / "warm.wav"
-    warm_up.write_bytes(media.wav_bytes(media.tone(5, 96000, channels=6), 96000))
-    script = textwrap.dedent(f"""
-        import json, resource
-        from imagebind_vectorizer.modality import InputKind
-        from imagebind_vectorizer.preprocess import PreprocessOptions, preprocess
-
-        def peak_mib():
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-        def run(path):
-            out = preprocess(InputKind.AUDIO, open(path, "rb").read(), PreprocessOptions())
-            assert out.shape == (3, 1, 128, 204)
-            return peak_mib()
-
-        run({str(warm_up)!r})  # one-time allocations (kernels, torch's first ops) are not the file's
-        base = peak_mib()
-        print(json.dumps({{"base": base, "short": run({str(short)!r}), "long": run({str(long)!r})}}))
-    """)
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=110)
-    assert done.returncode == 0, done.stderr[-2000:]
-    peaks = json.loads(done.stdout.strip().splitlines()[-1])
-    grown = peaks["long"] - peaks["base"]
+    warm_up = write(tmp_path, "warm.wav", media.wav_bytes(media.tone(5, 96000, channels=6), 96000))
+    short = write(tmp_path, "short.flac", media.sparse_audio(20, 96000, 6))
+    long = write(tmp_path, "long.flac", media.sparse_audio(120, 96000, 6))
+    _, base, after_short, after_long = peak_rss_after(
+        [("audio", warm_up, "official"), ("audio", short, "official"), ("audio", long, "official")])
+    grown = after_long - base
     assert grown < 48, f"decoding 2 min of 96 kHz 6-channel audio raised the peak RSS by {grown:.0f} MiB"
-    assert peaks["long"] - peaks["short"] < 8, f"6x the duration cost {peaks['long'] - peaks['short']:.0f} MiB more"
+    assert after_long - after_short < 8, f"6x the duration cost {after_long - after_short:.0f} MiB more"
 
 
 def test_more_channels_than_ffmpeg_can_convert_are_refused() -> None:

@@ -14,7 +14,14 @@ import torch
 from imagebind_vectorizer.modality import InputKind
 from imagebind_vectorizer.preprocess import PreprocessOptions, Profile, preprocess
 from tests import media
-from tests.helpers import assert_tensors_match, assert_vectors_match, legacy_video_oracle, reference_embed, write
+from tests.helpers import (
+    assert_tensors_match,
+    assert_vectors_match,
+    legacy_video_oracle,
+    peak_rss_after,
+    reference_embed,
+    write,
+)
 from tests.reference.official import clip_spacing
 
 X264_BFRAMES = {"preset": "fast", "bf": "3"}
@@ -113,3 +120,20 @@ def test_streams_without_duration_or_frame_count(ref, tmp_path: Path, name: str)
         reference = ref.data.load_and_transform_video_data([str(write(tmp_path, f"plain.{ext}", with_header))], "cpu")
     assert_tensors_match(preprocess(InputKind.VIDEO, live, PreprocessOptions()), reference[0],
                          label="tensor video official", atol=1e-5, what=f"{name} vs the same frames with a header")
+
+
+def test_a_long_video_decodes_in_memory_bounded_by_the_clips(tmp_path: Path) -> None:
+    """Issue case: the weaviate-legacy profile kept every decoded frame; a 60 s 640x480 video used
+    +850 MiB. Here 30 s of such frames (300, 138 MB decoded; +121 MiB the old way), with and without
+    a duration in the header, in both profiles, may raise the peak by less than half of that: only
+    the first and last frame of each clip are held."""
+    warm_up = write(tmp_path, "warm.mp4", media.video_bytes(3, 10, 640, 480))
+    with_duration = write(tmp_path, "long.mp4", media.long_video(30, fps=10, width=640, height=480))
+    without = write(tmp_path, "long.mkv", media.long_video(30, fps=10, width=640, height=480,
+                                                           muxer_options={"live": "1"}))
+    runs = [("video", warm_up, "official"), ("video", warm_up, "weaviate-legacy")]
+    runs += [("video", path, profile) for profile in ("official", "weaviate-legacy")
+             for path in (with_duration, without)]
+    peaks = peak_rss_after(runs)
+    base = peaks[2]
+    assert max(peaks) - base < 60, f"decoding 300 frames raised the peak RSS by {max(peaks) - base:.0f} MiB: {peaks}"
