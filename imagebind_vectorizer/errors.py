@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 from imagebind_vectorizer.kinds import InputKind
 
 
 def first_line(exc: BaseException) -> str:
-    """A library exception's first line (at most 300 characters), for messages users read."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    """What a library exception says went wrong, as a short phrase for messages users read: FFmpeg's
+    error text without its errno and file name, running out of memory in our words (not numpy's
+    "Unable to allocate 43.7 TiB for an array with shape ..."), otherwise the first line without
+    object addresses, at most 200 characters."""
+    if isinstance(exc, MemoryError) or "Unable to allocate" in str(exc) or "can't allocate memory" in str(exc):
+        return "it needs more memory than a decoder may use"
+    strerror = getattr(exc, "strerror", None)  # PyAV's FFmpegError and OSError carry the bare reason
+    text = (strerror if isinstance(strerror, str) and strerror else str(exc)).strip() or type(exc).__name__
+    return re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "<...>", text.splitlines()[0])[:200]
 
 
 class ImageBindError(Exception):

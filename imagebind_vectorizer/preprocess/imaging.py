@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from imagebind_vectorizer.errors import InputError
+from imagebind_vectorizer.errors import InputError, first_line
 from imagebind_vectorizer.kinds import IMAGE_SIZE
 from imagebind_vectorizer.preprocess.profiles import Limits
 
@@ -30,11 +30,11 @@ def open_image(data: bytes, limits: Limits, *, exif_transpose: bool = False) -> 
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise InputError(f"image has too many pixels: {exc}", reason="too_large") from exc
+        raise InputError(f"image has too many pixels: {first_line(exc)}", reason="too_large") from exc
     except UnidentifiedImageError as exc:
         raise InputError("not an image Pillow can read (unknown or corrupt format)", reason="decode") from exc
     except Exception as exc:
-        raise InputError(f"cannot read image: {exc}", reason="decode") from exc
+        raise InputError(f"cannot read image: {first_line(exc)}", reason="decode") from exc
     width, height = image.size
     if width < 1 or height < 1:
         raise InputError(f"image has no pixels ({width}x{height})", reason="decode")
@@ -49,8 +49,19 @@ def open_image(data: bytes, limits: Limits, *, exif_transpose: bool = False) -> 
         if exif_transpose:
             image = ImageOps.exif_transpose(image)
     except Exception as exc:  # truncated files, bad chunks, broken EXIF
-        raise InputError(f"corrupt or truncated image: {exc}", reason="decode") from exc
+        raise InputError(f"corrupt or truncated image: {first_line(exc)}", reason="decode") from exc
+    if image.mode == "F" and not _all_finite(image):
+        raise InputError("image holds NaN or infinite values", reason="invalid")
     return image
+
+
+def _all_finite(image: Image.Image, band_rows: int = 256) -> bool:
+    """Whether a float image has only finite pixels, read in bands of rows (no full copy)."""
+    width, height = image.size
+    for top in range(0, height, band_rows):
+        if not np.isfinite(np.asarray(image.crop((0, top, width, min(top + band_rows, height))))).all():
+            return False
+    return True
 
 
 def resize_short_side(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
