@@ -30,6 +30,9 @@ from imagebind_vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: bytes of items hashed for the cache between yields to the event loop (~10 ms of sha256)
+HASH_SLICE_BYTES = 4 * 1024 * 1024
+
 class State(StrEnum):
     STARTING = "starting"
     READY = "ready"
@@ -159,6 +162,7 @@ class Engine:
         assert embedder is not None
         results: dict[InputKind, list[np.ndarray | None]] = {}
         todo: list[tuple[InputKind, int, bytes | str, bytes | None]] = []
+        hashed = 0
         for kind, items in request.items():
             if not items:
                 results[kind] = []
@@ -172,6 +176,9 @@ class Engine:
             cached = kind in self.settings.cached_kinds
             for index, item in enumerate(items):
                 key = content_key(kind.value, item, self._model_id, self._variant) if cached else None
+                if cached and (hashed := hashed + len(item)) > HASH_SLICE_BYTES:
+                    hashed = 0
+                    await asyncio.sleep(0)  # a request's hashing must not hold the event loop
                 hit = self.cache.get(key) if key is not None else None
                 if hit is not None:
                     results[kind][index] = hit

@@ -122,6 +122,7 @@ async def parse_vectorize_body(body: bytes | bytearray, limits: BodyLimits) -> d
             span = long_strings.get(value) if value.startswith(marker) else None
             if kind is InputKind.TEXT:
                 items.append(_text_in_place(body, span, field, index, limits) if span else value)
+                await turns.did(span.end - span.start if span else len(value))
                 continue
             raw = memoryview(body)[span.start:span.end] if span else value.encode("utf-8")
             items.append(await decode_media(raw, field, index, limits, turns, in_place=span is not None,

@@ -27,3 +27,23 @@ def test_bench_runs_end_to_end(tiny_config_path: Path, tmp_path: Path) -> None:
     assert all(s["peak_rss_mib"] > 0 for s in record["servers"])
     assert set(record["matmul_gflops"]["float32"]) == {"before", "after"}
     assert result.with_suffix(".png").stat().st_size > 0
+
+
+def test_overload_bench_runs_end_to_end(tiny_config_path: Path, tmp_path: Path) -> None:
+    """`python -m bench.overload` on the tiny architecture, seconds long: it only has to run and
+    report every figure (the numbers themselves mean nothing here)."""
+    from bench.overload import main as overload
+
+    assert overload(["--model-config", str(tiny_config_path), "--duration-s", "2", "--calibrate-s", "1",
+                     "--calibrate-concurrency", "2", "--overload", "2", "--hostile", "declared,stalled,tiny-texts",
+                     "--server-arg=--body-timeout-s=1", "--out", str(tmp_path)]) == 0
+    [result] = tmp_path.glob("overload-*.json")
+    record = json.loads(result.read_text())
+    assert record["capacity_images_per_s"] > 0 and record["hardware"]["cpu_cores"]
+    for scenario in ("capacity", "hostile"):
+        figures = record[scenario]
+        assert figures["sent"] > 0 and figures["peak_rss_mib"] > 0 and figures["live_ms"]["n"] > 0
+        assert {"share_429", "admitted_ms", "metrics_ms", "admitted_over_weaviate_timeout"} <= set(figures)
+    attacks = record["hostile"]["attacks"]
+    assert record["hostile"]["server_alive"]
+    assert set(attacks["declared"]) == {"413"} and set(attacks["tiny-texts"]) == {"400"}
