@@ -115,7 +115,7 @@ class Watch:
             thread.join()
 
     def _probe(self, path: str, every: float, into: list[float]) -> None:
-        while not self._stop.wait(every):
+        while True:
             begin = time.monotonic()
             try:
                 status = get(self.server.http_port, path, timeout=10)
@@ -124,6 +124,8 @@ class Watch:
             except OSError as exc:
                 self.failures[f"{path} {type(exc).__name__}"] += 1
             into.append(time.monotonic() - begin)
+            if self._stop.wait(every):
+                return
 
     def _memory(self) -> None:
         while not self._stop.wait(0.25):
