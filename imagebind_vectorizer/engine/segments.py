@@ -1,4 +1,5 @@
-"""Long files through the engine: a decoder thread cuts windows (preprocess/segments), each
+"""Long files through the engine: a decoder worker process cuts windows (preprocess/segments,
+run by segment_worker.py; a thread of ours waits on it), each
 window's inputs go to the engine as ordinary items (so they batch across windows and requests),
 and segments come back in order as soon as each is done.
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +23,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import numpy as np
 import torch
 
+from imagebind_vectorizer.engine.decode_pool import DecodeLimits
 from imagebind_vectorizer.engine.engine import Engine
+from imagebind_vectorizer.engine.segment_worker import SegmentWorker
 from imagebind_vectorizer.errors import InputError, OverloadedError
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess.segments import (
@@ -50,7 +54,10 @@ class Segmenter:
         self.default_spec = settings.window_spec()
         self.limits = SourceLimits(settings.max_segment_source_seconds, settings.max_segment_source_bytes)
         self.max_streams = settings.max_segment_streams
+        self.decode = DecodeLimits(cpu_s=settings.decode_cpu_s, wall_s=settings.decode_wall_s,
+                                   memory_mb=settings.decode_memory_mb)
         self.active = 0
+        self.workers: set[SegmentWorker] = set()  # decoder processes running now
         self._pool = ThreadPoolExecutor(self.max_streams, thread_name_prefix="segments")
 
     @contextlib.contextmanager
@@ -93,14 +100,26 @@ class Segmenter:
                         future.cancel()
                         return False
 
+        worker = SegmentWorker(os.fspath(source), kind, spec, options, self.limits, self.decode) \
+            if isinstance(source, str | os.PathLike) else None
+        if worker is not None:
+            self.workers.add(worker)
+
         def decode() -> None:
+            # A path is decoded in a worker process; a file object (the Python API's kind of
+            # source) in this thread.
+            windows = worker.windows() if worker is not None else iter_segments(source, kind, spec, options,
+                                                                                  self.limits)
             try:
-                for item in iter_segments(source, kind, spec, options, self.limits):
+                for item in windows:
                     if stop.is_set() or not hand_over(item):
                         return
                 hand_over(_END)
             except BaseException as exc:
                 hand_over(exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    windows.close()
 
         decoder = loop.run_in_executor(self._pool, decode)
         rows_per_window = 15 if kind is InputKind.VIDEO else 3
@@ -132,6 +151,8 @@ class Segmenter:
                     yield await self._finish(head, tasks)
         finally:
             stop.set()
+            if worker is not None:
+                worker.kill()  # wakes the decoder thread that waits on the worker's pipe
             for _, tasks in pending:
                 for task in tasks.values():
                     task.cancel()
@@ -141,6 +162,7 @@ class Segmenter:
                 while not decoded.empty():
                     decoded.get_nowait()
                 await asyncio.wait_for(asyncio.shield(decoder), 5.0)
+            self.workers.discard(worker)  # type: ignore[arg-type]
 
     async def _embed(self, kind: InputKind, rows: torch.Tensor, deadline: float | None) -> np.ndarray:
         while True:

@@ -221,7 +221,7 @@ class VectorizerService(pb_grpc.VectorizerServicer):
         try:
             if not self.engine.ready:
                 raise NotReadyError(f"the server is {self.engine.state.value}")
-            with self.segmenter.admitted(), tempfile.TemporaryFile(prefix="imagebind-segments-") as spool:
+            with self.segmenter.admitted(), tempfile.NamedTemporaryFile(prefix="imagebind-segments-") as spool:
                 first = await anext(aiter(request_iterator), None)
                 if first is None or not first.HasField("options"):
                     raise InputError("the first message must carry SegmentOptions", reason="invalid",
@@ -236,7 +236,7 @@ class VectorizerService(pb_grpc.VectorizerServicer):
                     raise InputError("the stream carried no bytes", reason="empty", field="chunk")
                 count, end = 0, 0.0
                 try:
-                    async for segment in self.segmenter.segments(spool, kind, spec, deadline=_deadline(context),
+                    async for segment in self.segmenter.segments(spool.name, kind, spec, deadline=_deadline(context),
                                                                  first_index=options.first_index):
                         count, end = count + 1, segment.end
                         yield pb.VectorizeSegmentsResponse(segment=_segment_message(segment, options))

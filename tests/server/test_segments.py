@@ -237,6 +237,8 @@ def test_cancelling_frees_the_work_and_extra_streams_are_refused(loop_thread: Lo
         stream = client.segments(long, InputKind.AUDIO)
         first = next(stream)
         assert first.index == 0 and segmenter.active == 1
+        [worker] = segmenter.workers
+        assert worker.process.is_alive()  # the file is decoded in a worker process
         with SegmentClient(running.grpc_target) as second, pytest.raises(OverloadedError, match="segment streams"):
             next(second.segments(long, InputKind.AUDIO))
         stream.close()  # cancels the call
@@ -248,6 +250,7 @@ def test_cancelling_frees_the_work_and_extra_streams_are_refused(loop_thread: Lo
         assert segmenter.active == 0
         assert running.engine._pending[InputKind.AUDIO] == 0
         assert not _segment_threads(), "the decoder thread is still running"
+        assert not segmenter.workers, "the decoder process is still registered"
     finally:
         running.stop()
 
