@@ -37,9 +37,9 @@ from typing import Any
 
 from bench.run import hardware, random_checkpoint
 from bench.server import ServerProcess
+from imagebind_vectorizer.client.segments import SegmentClient
 from imagebind_vectorizer.kinds import InputKind
-from imagebind_vectorizer.preprocess.segments.windows import WindowSpec
-from imagebind_vectorizer.weaviate.segment_client import SegmentClient
+from imagebind_vectorizer.moments import WindowSpec
 from tests import media
 
 WINDOW = WindowSpec(10.0)

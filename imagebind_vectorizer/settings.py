@@ -20,19 +20,19 @@ from typing import Any, TypeVar
 
 from imagebind_vectorizer.errors import ConfigError
 from imagebind_vectorizer.kinds import InputKind, parse_encoders
+from imagebind_vectorizer.moments import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_SECONDS,
+    MAX_WINDOW_SECONDS,
+    MIN_WINDOW_SECONDS,
+    WindowSpec,
+)
 from imagebind_vectorizer.preprocess.profiles import (
     IMU_DEFAULT_CHANNELS,
     DepthOptions,
     Limits,
     PreprocessOptions,
     Profile,
-)
-from imagebind_vectorizer.preprocess.segments.windows import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_SECONDS,
-    MAX_WINDOW_SECONDS,
-    MIN_WINDOW_SECONDS,
-    WindowSpec,
 )
 
 OFFICIAL_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"

@@ -79,6 +79,7 @@ LAYERS = [
     ("engine", ("server", "weaviate", "cli")),
     ("server", ("weaviate", "cli")),
     ("weaviate", ("model", "preprocess", "engine", "server", "runtime", "embedder")),
+    ("client", ("model", "preprocess", "engine", "runtime", "embedder", "weaviate", "cli")),  # may read proto_gen
     ("kinds", ("",)),  # a leaf: imports nothing of the package
 ]
 

@@ -206,8 +206,9 @@ def long_recording(path: Path) -> None:
 
 def _moments(client: object, server: object, name: str, tmp: Path, random: bool) -> bool:
     """Moment search: a long recording ingested as 10-second segments, then found to the window."""
+    from imagebind_vectorizer.client.segments import SegmentClient
     from imagebind_vectorizer.errors import ImageBindError
-    from imagebind_vectorizer.preprocess.segments.windows import WindowSpec
+    from imagebind_vectorizer.moments import WindowSpec
     from imagebind_vectorizer.weaviate.ingest.moments import format_moments_report, ingest_moments
     from imagebind_vectorizer.weaviate.moments import (
         create_moments_collection,
@@ -216,7 +217,6 @@ def _moments(client: object, server: object, name: str, tmp: Path, random: bool)
         search_moments,
     )
     from imagebind_vectorizer.weaviate.search import QueryInput
-    from imagebind_vectorizer.weaviate.segment_client import SegmentClient
 
     note = "   [random weights: rankings are meaningless]" if random else ""
     folder = tmp / "recordings"

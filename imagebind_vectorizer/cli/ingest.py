@@ -70,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
 def run_moments(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from imagebind_vectorizer.preprocess.segments.windows import WindowSpec
+    from imagebind_vectorizer.client.segments import SegmentClient
+    from imagebind_vectorizer.moments import WindowSpec
     from imagebind_vectorizer.settings import ConnectionSettings
     from imagebind_vectorizer.weaviate.client import connect_from_args
     from imagebind_vectorizer.weaviate.collections import get_collection
     from imagebind_vectorizer.weaviate.ingest.moments import format_moments_report, ingest_moments
-    from imagebind_vectorizer.weaviate.segment_client import SegmentClient
 
     try:
         spec = WindowSpec.parse(args.segments)

@@ -33,7 +33,7 @@ from imagebind_vectorizer.errors import (
     OverloadedError,
 )
 from imagebind_vectorizer.kinds import InputKind
-from imagebind_vectorizer.preprocess.segments import Segment, WindowSpec
+from imagebind_vectorizer.moments import Segment, WindowSpec
 from imagebind_vectorizer.runtime.info import ModelInfo
 from imagebind_vectorizer.server.connections import connection_limit
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from imagebind_vectorizer.kinds import InputKind
-from imagebind_vectorizer.preprocess.segments.windows import WindowSpec, settings_digest
+from imagebind_vectorizer.moments import WindowSpec, settings_digest
 from imagebind_vectorizer.weaviate.client import weaviate_errors
 from imagebind_vectorizer.weaviate.collections import (
     MODULE,

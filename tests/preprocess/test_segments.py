@@ -148,13 +148,16 @@ def _damaged(data: bytes, at: float, share: float) -> bytes:
 
 
 @pytest.mark.parametrize("kind, fmt", [(InputKind.AUDIO, "ogg-opus"), (InputKind.AUDIO, "mka-flac"),
-                                       (InputKind.VIDEO, "mkv"), (InputKind.VIDEO, "webm")])
+                                       (InputKind.VIDEO, "mkv")])
 def test_a_corrupted_stretch_costs_only_its_windows(media_dir: Path, kind: InputKind, fmt: str) -> None:
+    """Garbage over 5% of the file: the demuxer loses packets (a hole in the pts) or the codec
+    refuses some. (Garbage a codec decodes without complaint -- PCM samples, or VP9 data it
+    conceals -- is not detectable damage, and is not what this is about.)"""
     if kind is InputKind.AUDIO:
         container, codec, rate = {"ogg-opus": ("ogg", "libopus", 48000), "mka-flac": ("matroska", "flac", 16000)}[fmt]
         clean = media.encoded_audio(media.window_tone(40.0, rate, 10.0), rate, container, codec)
     else:
-        container, codec = {"mkv": ("matroska", "libx264"), "webm": ("webm", "libvpx-vp9")}[fmt]
+        container, codec = {"mkv": ("matroska", "libx264")}[fmt]
         clean = media.window_video_bytes(40.0, 4, 10.0, container=container, codec=codec)
     path = media_dir / f"damaged-{fmt}"
     path.write_bytes(_damaged(clean, 0.45, 0.05))

@@ -16,13 +16,13 @@ import grpc
 import numpy as np
 import pytest
 
+from imagebind_vectorizer.client.segments import SegmentClient
 from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.errors import InputError, OverloadedError
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess.segments import WindowSpec
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings
-from imagebind_vectorizer.weaviate.segment_client import SegmentClient
 from tests import media
 from tests.helpers import min_cosine, record
 from tests.server.support import (

@@ -15,6 +15,7 @@ import torch
 
 from imagebind_vectorizer.errors import InputError, first_line
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.moments import SourceLimits, Window, WindowSpec
 from imagebind_vectorizer.preprocess.audio import MIN_SAMPLES, SAMPLE_RATE, waveform_to_clips
 from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
 from imagebind_vectorizer.preprocess.segments.source import (
@@ -25,7 +26,6 @@ from imagebind_vectorizer.preprocess.segments.source import (
 )
 from imagebind_vectorizer.preprocess.segments.timeline import SampleTimeline
 from imagebind_vectorizer.preprocess.segments.types import SegmentInput
-from imagebind_vectorizer.preprocess.segments.windows import SourceLimits, Window, WindowSpec
 
 #: samples (all channels together) one window may hold before resampling: 64 M floats = 256 MiB
 MAX_WINDOW_VALUES = 64 * 1024 * 1024

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 from imagebind_vectorizer.errors import InputError
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.moments import SourceLimits, WindowSpec
 from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
 from imagebind_vectorizer.preprocess.segments.audio import audio_windows
 from imagebind_vectorizer.preprocess.segments.source import Source
 from imagebind_vectorizer.preprocess.segments.types import SegmentInput
 from imagebind_vectorizer.preprocess.segments.video import video_windows
-from imagebind_vectorizer.preprocess.segments.windows import SourceLimits, WindowSpec
 
 #: the kinds a long file can be segmented as
 SEGMENTED_KINDS = (InputKind.AUDIO, InputKind.VIDEO)

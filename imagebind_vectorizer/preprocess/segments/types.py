@@ -1,5 +1,5 @@
-"""What segmenting yields: a window's model inputs (`SegmentInput`, from the decoders) and, once
-embedded, its vectors (`Segment`, what the Python API, the engine and the transports hand out)."""
+"""What a segment decoder yields: one window's model inputs, per input kind, or why it has none
+(once embedded, a window becomes an `imagebind_vectorizer.moments.Segment`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 
 from imagebind_vectorizer.errors import InputError
 from imagebind_vectorizer.kinds import InputKind
-from imagebind_vectorizer.preprocess.segments.windows import Window
+from imagebind_vectorizer.moments import Window
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
 
@@ -26,24 +25,3 @@ class SegmentInput:
     rows: dict[InputKind, torch.Tensor] = field(default_factory=dict)
     errors: dict[InputKind, InputError] = field(default_factory=dict)
 
-
-@dataclass
-class Segment:
-    """A window of a long file and its vectors: `vectors[InputKind.VIDEO]` what is seen,
-    `vectors[InputKind.AUDIO]` what is heard. A part that failed has an entry in `errors`."""
-
-    window: Window
-    vectors: dict[InputKind, np.ndarray] = field(default_factory=dict)
-    errors: dict[InputKind, InputError] = field(default_factory=dict)
-
-    @property
-    def index(self) -> int:
-        return self.window.index
-
-    @property
-    def start(self) -> float:
-        return self.window.start
-
-    @property
-    def end(self) -> float:
-        return self.window.end

@@ -24,12 +24,12 @@ import torch
 
 from imagebind_vectorizer.errors import InputError, first_line
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.moments import SourceLimits, Window, WindowSpec
 from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
 from imagebind_vectorizer.preprocess.segments.audio import MAX_WINDOW_VALUES, audio_part, to_float_samples
 from imagebind_vectorizer.preprocess.segments.source import Source, open_container, stream_seconds
 from imagebind_vectorizer.preprocess.segments.timeline import GAP_TOLERANCE_S, SampleTimeline
 from imagebind_vectorizer.preprocess.segments.types import SegmentInput
-from imagebind_vectorizer.preprocess.segments.windows import SourceLimits, Window, WindowSpec
 from imagebind_vectorizer.preprocess.video import CLIPS, clip_frame_indices, clip_pts_ranges, clip_views, video_stream
 
 #: windows whose pictures are done may wait this many for their soundtrack before going without it

@@ -21,17 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagebind_vectorizer.errors import InputError, OverloadedError
+from imagebind_vectorizer.client.segments import SegmentClient
+from imagebind_vectorizer.errors import ImageBindError, InputError
 from imagebind_vectorizer.kinds import InputKind
-from imagebind_vectorizer.preprocess.segments import Segment, WindowSpec
+from imagebind_vectorizer.moments import Segment, WindowSpec
 from imagebind_vectorizer.weaviate.client import one_line
 from imagebind_vectorizer.weaviate.collections import describe
 from imagebind_vectorizer.weaviate.detect import sniff
-from imagebind_vectorizer.weaviate.errors import WeaviateConnectError, WeaviateSideError
+from imagebind_vectorizer.weaviate.errors import WeaviateSideError
 from imagebind_vectorizer.weaviate.ingest.objects import convert_value, resolve_kind
 from imagebind_vectorizer.weaviate.ingest.plan import PlannedObject, Problem, plan_folder
 from imagebind_vectorizer.weaviate.moments import PARTS, moment_uuid, require_moments, settings_key
-from imagebind_vectorizer.weaviate.segment_client import SegmentClient
 
 if TYPE_CHECKING:
     from weaviate.collections import Collection
@@ -234,7 +234,7 @@ def _ingest_file(collection: Collection, server: SegmentClient, source: _File, s
             pending += _objects(previous, source, spec, key, last=False, problems=problems)
         flush()
         problems.append(Problem(source.rel, str(exc)))
-    except (OverloadedError, WeaviateConnectError) as exc:
+    except ImageBindError as exc:  # our server busy, unreachable or failing: stop, a rerun resumes
         flush()
         raise _Abort(f"{source.rel}: {exc}") from None
     except weaviate.exceptions.WeaviateBaseError as exc:

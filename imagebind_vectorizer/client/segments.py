@@ -11,12 +11,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from imagebind_vectorizer.errors import InputError, OverloadedError
+from imagebind_vectorizer.errors import ImageBindError, InputError, NotReadyError, OverloadedError
 from imagebind_vectorizer.kinds import InputKind
-from imagebind_vectorizer.preprocess.segments import Segment, Window, WindowSpec
+from imagebind_vectorizer.moments import Segment, Window, WindowSpec
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2_grpc as pb_grpc
-from imagebind_vectorizer.weaviate.errors import WeaviateConnectError
 
 #: bytes per upload message: far below gRPC's message limits, large enough to keep the link busy
 CHUNK_BYTES = 1024 * 1024
@@ -50,8 +49,8 @@ class SegmentClient:
                  first_index: int = 0, item_id: str = "") -> Iterator[Segment]:
         """The file's segments in order (from `first_index`). Raises InputError (with the server's
         message, after the segments that did come) when the file is refused or breaks off,
-        OverloadedError when the server runs its most segment streams, WeaviateConnectError when
-        the server cannot be reached."""
+        OverloadedError when the server runs its most segment streams, NotReadyError when the
+        server cannot be reached or is not ready, ImageBindError for any other failure of the call."""
         path = Path(path)
         options = pb.SegmentOptions(modality=_MODALITY[kind], total_bytes=path.stat().st_size,
                                     first_index=first_index, encoding=pb.VECTOR_ENCODING_FLOAT32_LE, id=item_id)
@@ -102,5 +101,5 @@ def _error(exc: grpc.RpcError, address: str) -> Exception:
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
         return OverloadedError(details or "the server is busy")
     if code is grpc.StatusCode.UNAVAILABLE:
-        return WeaviateConnectError(f"the vectorizer's gRPC service at {address} is unavailable: {details}")
-    return WeaviateConnectError(f"segmenting failed at {address}: {code.name if code else ''} {details}")
+        return NotReadyError(f"the vectorizer's gRPC service at {address} is unavailable: {details}")
+    return ImageBindError(f"segmenting failed at {address}: {code.name if code else ''} {details}")

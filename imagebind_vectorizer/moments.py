@@ -1,5 +1,7 @@
-"""Where the windows of a long recording lie (fixed-length windows every `seconds - overlap`), and
-the limits on a file that is segmented. Pure configuration: settings read it, so no torch here.
+"""The vocabulary of moment search that every layer shares: where the windows of a long recording
+lie (fixed-length windows every `seconds - overlap`), the limits on a file that is segmented, and a
+`Segment` (a window and its vectors). Light (settings, the Weaviate side and clients read it): no
+torch, no decoders; the decoders are in preprocess/segments.
 
 A window is emitted while it holds media that no earlier window covered: the last one ends at the
 end of the file and may be shorter (a tail under MIN_TAIL_SECONDS is dropped: too short to say
@@ -10,9 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from imagebind_vectorizer.errors import InputError
+from imagebind_vectorizer.kinds import InputKind
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: the defaults: at least four hours and 4 GiB, as the issue asks of a long recording
 DEFAULT_MAX_SECONDS = 4 * 3600.0
@@ -127,3 +134,25 @@ class SourceLimits:
     def check_bytes(self, size: int) -> None:
         if size > self.max_bytes:
             raise InputError(f"the file is {size} bytes, over the limit of {self.max_bytes}", reason="too_large")
+
+
+@dataclass
+class Segment:
+    """A window of a long file and its vectors: `vectors[InputKind.VIDEO]` what is seen,
+    `vectors[InputKind.AUDIO]` what is heard. A part that failed has an entry in `errors`."""
+
+    window: Window
+    vectors: dict[InputKind, np.ndarray] = field(default_factory=dict)
+    errors: dict[InputKind, InputError] = field(default_factory=dict)
+
+    @property
+    def index(self) -> int:
+        return self.window.index
+
+    @property
+    def start(self) -> float:
+        return self.window.start
+
+    @property
+    def end(self) -> float:
+        return self.window.end
