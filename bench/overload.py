@@ -328,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     server = ServerProcess(server_flags(args), out / "logs" / f"overload-{stamp}.log")
     print(f"starting the server ({args.model_config}) ...", flush=True)
     with server:
+        # warm up (decoder workers start, first forwards allocate) before anything is measured
+        run_level(http_port=server.http_port, grpc_target=f"127.0.0.1:{server.grpc_port}", transport="http",
+                  payloads=images, concurrency=args.calibrate_concurrency, requests=args.calibrate_concurrency,
+                  duration_s=None, serialize=False)
         calibration = run_level(http_port=server.http_port, grpc_target=f"127.0.0.1:{server.grpc_port}",
                                 transport="http", payloads=images, concurrency=args.calibrate_concurrency,
                                 requests=None, duration_s=args.calibrate_s, serialize=False)

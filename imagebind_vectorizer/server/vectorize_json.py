@@ -25,6 +25,7 @@ import binascii
 import enum
 import json
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -81,7 +82,12 @@ def _json_error(message: str) -> InputError:
     return InputError(f"request body is not valid JSON: {message}", reason="json")
 
 
-async def parse_vectorize_body(body: bytes | bytearray, limits: BodyLimits) -> dict[InputKind, list[bytes | str]]:
+async def parse_vectorize_body(body: bytes | bytearray, limits: BodyLimits, *,
+                               before_decoding: Callable[[Mapping[InputKind, int]], None] | None = None,
+                               ) -> dict[InputKind, list[bytes | str]]:
+    """Items per kind. `before_decoding` gets the item count per kind once the JSON is parsed and
+    before any item is decoded: where the engine can tell that much work cannot be admitted, it
+    raises (429) and nothing is decoded."""
     if not body:
         raise InputError("empty request body; expected a JSON object", reason="json")
     turns = _Turns()
@@ -112,6 +118,8 @@ async def parse_vectorize_body(body: bytes | bytearray, limits: BodyLimits) -> d
     if count > limits.max_items:
         raise InputError(f"the request holds {count} items, more than the limit of {limits.max_items} "
                          "(max_request_items); split it into smaller requests", reason="too_many")
+    if before_decoding is not None:
+        before_decoding({REQUEST_FIELDS[field]: len(values) for field, values in lists.items()})
     request: dict[InputKind, list[bytes | str]] = {}
     for field, values in lists.items():
         kind = REQUEST_FIELDS[field]

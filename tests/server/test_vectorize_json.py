@@ -101,7 +101,7 @@ def random_body(rng: random.Random) -> bytes:
 @pytest.mark.parametrize("seed", range(4))
 def test_random_bodies_get_the_plain_parsers_verdict(small_slices: None, seed: int) -> None:
     rng = random.Random(seed)
-    for _ in range(300):
+    for _ in range(150):
         same_verdict(random_body(rng))
 
 
@@ -148,3 +148,17 @@ def test_items_over_the_size_limits_are_refused_before_decoding() -> None:
     assert caught.value.field == "images" and caught.value.index == 1
     with pytest.raises(InputError, match="more than 100 characters"):
         parse(json.dumps({"texts": ["y" * 5000]}).encode(), limits)
+
+
+def test_the_admission_hook_sees_the_counts_before_any_item_is_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = json.dumps({"texts": ["a", "b"], "images": ["QUJD"] * 3}).encode()
+    decoded = []
+    monkeypatch.setattr(vectorize_json.binascii, "a2b_base64", lambda *a, **k: decoded.append(a) or b"")
+
+    def refuse(counts: object) -> None:
+        assert counts == {InputKind.TEXT: 2, InputKind.IMAGE: 3}
+        raise OverflowError("no room")
+
+    with pytest.raises(OverflowError):
+        asyncio.run(parse_vectorize_body(body, LIMITS, before_decoding=refuse))
+    assert decoded == []
