@@ -36,6 +36,7 @@ from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.moments import Segment, WindowSpec
 from imagebind_vectorizer.runtime.info import ModelInfo
 from imagebind_vectorizer.server.connections import connection_limit
+from imagebind_vectorizer.server.grpc_wire import TooManyItems, add_vectorizer_service, vectorize_request_parser
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2_grpc as pb_grpc
 from imagebind_vectorizer.settings import Settings
@@ -131,11 +132,10 @@ class VectorizerService(pb_grpc.VectorizerServicer):
         self._observe("Vectorize", grpc.StatusCode.OK, started)
         return response
 
-    async def _vectorize(self, request: pb.VectorizeRequest,
+    async def _vectorize(self, request: pb.VectorizeRequest | TooManyItems,
                          context: grpc.aio.ServicerContext) -> pb.VectorizeResponse:
-        count, limit = len(request.items), self.settings.max_request_items
-        if count > limit:  # before any per-item work
-            raise InputError(f"the request holds {count} items, more than the limit of {limit} (max_request_items); "
+        if isinstance(request, TooManyItems):  # counted on the wire, never parsed
+            raise InputError(f"the request holds more than {request.limit} items, the limit (max_request_items); "
                              "split it into smaller requests or use VectorizeStream", reason="too_many", field="items")
         grouped: dict[InputKind, list[bytes | str]] = {}
         positions: dict[InputKind, list[int]] = {}
@@ -410,7 +410,8 @@ async def start_grpc_server(engine: Engine, settings: Settings,
         ("grpc.server_handshake_timeout_ms", int(settings.header_timeout_s * 1000)),
         ("grpc.max_connection_idle_ms", int(settings.idle_timeout_s * 1000)),
     ])
-    pb_grpc.add_VectorizerServicer_to_server(VectorizerService(engine, settings, segmenter), server)
+    add_vectorizer_service(VectorizerService(engine, settings, segmenter), server,
+                           {"Vectorize": vectorize_request_parser(settings.max_request_items)})
     health_pb2_grpc.add_HealthServicer_to_server(EngineHealth(engine, ["", SERVICE_NAME]), server)
     reflection.enable_server_reflection(
         [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
