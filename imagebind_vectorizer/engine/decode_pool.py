@@ -19,6 +19,7 @@ import ctypes
 import importlib
 import logging
 import math
+import mmap
 import multiprocessing
 import os
 import pickle
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -150,16 +152,20 @@ class DecodePool:
 
 
 class _Worker:
-    """One worker process and the parent's end of its pipe. `call` and `reap` run in one I/O thread
-    at a time; `kill` may come from any thread."""
+    """One worker process, the parent's end of its pipe (small messages) and a shared memory file
+    both map (the item's bytes in, its tensor out: one copy each way, where a pipe took dozens of
+    round trips for a video's 18 MB). `call` and `reap` run in one I/O thread at a time; `kill`
+    may come from any thread."""
 
     def __init__(self, preprocess: str, limits: DecodeLimits) -> None:
         context = decoder_context()
         self.limits = limits
         self.stopped: str | None = None  # why we killed it: "cancelled" or "closing"
         self.conn, child = context.Pipe(duplex=True)
-        self.process = context.Process(target=_worker_main, args=(child, preprocess, limits), name="decoder",
-                                       daemon=True)
+        self.exchange = os.memfd_create("imagebind-decoder", os.MFD_CLOEXEC)
+        os.ftruncate(self.exchange, _EXCHANGE_BYTES)  # sparse: pages are used as items touch them
+        self.process = context.Process(target=_worker_main, name="decoder", daemon=True,
+                                       args=(child, reduction.DupFd(self.exchange), preprocess, limits))
         self.process.start()
         child.close()
         if not self.conn.poll(_START_TIMEOUT_S):
@@ -175,8 +181,8 @@ class _Worker:
         if deadline is not None:
             give_up = min(give_up, deadline)
         try:
-            self.conn.send_bytes(pickle.dumps((kind, options), protocol=pickle.HIGHEST_PROTOCOL))
-            self.conn.send_bytes(item)
+            _write_exchange(self.exchange, item)
+            self.conn.send_bytes(pickle.dumps((kind, options, len(item)), protocol=pickle.HIGHEST_PROTOCOL))
             if not self.conn.poll(max(0.0, give_up - time.monotonic())):
                 self.kill()
                 self.reap()
@@ -189,11 +195,10 @@ class _Worker:
                 _, message, reason, keep = header
                 raise _ItemFailed(message, reason, keep)
             _, dtype, shape = header
-            buffer = bytearray(math.prod(shape) * np.dtype(dtype).itemsize)
-            if buffer:
-                self.conn.recv_bytes_into(buffer)
-                return torch.frombuffer(buffer, dtype=getattr(torch, dtype)).reshape(shape)
-            return torch.empty(shape, dtype=getattr(torch, dtype))
+            rows = torch.from_numpy(_read_exchange(self.exchange, np.dtype(dtype), shape))
+            if os.fstat(self.exchange).st_size > 2 * _EXCHANGE_BYTES:  # a huge item grew it: give it back
+                os.ftruncate(self.exchange, _EXCHANGE_BYTES)
+            return rows
         except (EOFError, OSError, pickle.UnpicklingError):
             error = self._death(kind)
             self.reap()
@@ -225,6 +230,8 @@ class _Worker:
 
     def reap(self) -> None:
         self.conn.close()
+        with contextlib.suppress(OSError):
+            os.close(self.exchange)
         with contextlib.suppress(ValueError, AssertionError):
             self.process.join(5)
             self.process.close()
@@ -239,21 +246,22 @@ class _ItemFailed(InputError):
 
 
 # The worker side ----------------------------------------------------------------------------------
-def _worker_main(conn: Connection, preprocess_path: str, limits: DecodeLimits) -> None:
+def _worker_main(conn: Connection, exchange_fd: reduction.DupFd, preprocess_path: str, limits: DecodeLimits) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server handles Ctrl-C, then stops us
     torch.set_num_threads(1)  # one item per worker: intra-op threads would only contend
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash is reported, not dumped
     module, name = preprocess_path.split(":")
     preprocess: Callable[..., torch.Tensor] = getattr(importlib.import_module(module), name)
+    exchange = exchange_fd.detach()
     _limit_memory(limits.memory_mb)
     conn.send_bytes(b"ready")
     while True:
         try:
             header = conn.recv_bytes()
-            item = conn.recv_bytes()
         except (EOFError, OSError):
             return  # the pool is gone
-        kind, options = pickle.loads(header)
+        kind, options, size = pickle.loads(header)
+        item = _read_exchange(exchange, np.dtype(np.uint8), (size,)).tobytes()
         _limit_cpu(limits.cpu_s)
         array = None
         try:
@@ -267,9 +275,9 @@ def _worker_main(conn: Connection, preprocess_path: str, limits: DecodeLimits) -
                 reply = ("error", exc.message, exc.reason, True)
         except MemoryError:
             reply = ("error", _OUT_OF_MEMORY.format(kind=kind.value, mb=limits.memory_mb), "too_large", False)
+        if array is not None:
+            _write_exchange(exchange, memoryview(array).cast("B"))
         conn.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
-        if array is not None and array.nbytes:
-            conn.send_bytes(memoryview(array).cast("B"))
         del item, array
         if reply[0] == "error" and not reply[3]:
             return  # a worker that ran out of memory may be left in any state: the pool starts another
@@ -277,6 +285,30 @@ def _worker_main(conn: Connection, preprocess_path: str, limits: DecodeLimits) -
 
 
 _OUT_OF_MEMORY = "decoding this {kind} input needs more than the {mb} MiB a decoder may use"
+#: the shared exchange file's usual size: a video's tensor (18 MB) fits; bigger items grow it
+_EXCHANGE_BYTES = 24 * 1024 * 1024
+
+
+def _write_exchange(fd: int, data: bytes | memoryview) -> None:
+    """Put `data` at the start of the exchange file, growing it if needed."""
+    if not len(data):
+        return
+    if os.fstat(fd).st_size < len(data):
+        os.ftruncate(fd, len(data))
+    with mmap.mmap(fd, len(data)) as shared:
+        shared[:] = data
+
+
+def _read_exchange(fd: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A copy of the array at the start of the exchange file."""
+    count = math.prod(shape)
+    if count == 0:
+        return np.empty(shape, dtype)
+    with mmap.mmap(fd, count * dtype.itemsize) as shared:
+        view = np.frombuffer(shared, dtype, count)
+        array = view.reshape(shape).copy()
+        del view
+    return array
 
 
 def _limit_memory(megabytes: int) -> None:
