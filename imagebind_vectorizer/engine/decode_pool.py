@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 PRELOAD = ["imagebind_vectorizer.preprocess.dispatch"]
 #: the function workers run, as "module:name" (tests substitute one that can crash on demand)
 DEFAULT_PREPROCESS = "imagebind_vectorizer.preprocess:preprocess"
-_START_TIMEOUT_S = 120.0  # the first start also starts the forkserver, which imports torch
-_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+START_TIMEOUT_S = 120.0  # the first start also starts the forkserver, which imports torch
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class _Worker:
                                        args=(child, reduction.DupFd(self.exchange), preprocess, limits))
         self.process.start()
         child.close()
-        if not self.conn.poll(_START_TIMEOUT_S):
+        if not self.conn.poll(START_TIMEOUT_S):
             self.kill()
             self.reap()
             raise RuntimeError("a decoder worker did not start")
@@ -217,7 +217,7 @@ class _Worker:
         if code == -signal.SIGKILL:  # the kernel's OOM killer (ours is only sent to callers that are gone)
             return InputError(f"decoding this {kind.value} input was stopped: it may need more than the "
                               f"{limits.memory_mb} MiB a decoder may use", reason="too_large")
-        how = f"signal {signal.Signals(-code).name}" if code is not None and -code in _CRASH_SIGNALS \
+        how = f"signal {signal.Signals(-code).name}" if code is not None and -code in CRASH_SIGNALS \
             else f"exit status {code}"
         log.warning("decoder worker died", extra={"fields": {"kind": kind.value, "how": how}})
         return InputError(f"the {kind.value} decoder crashed on this input ({how})", reason="decoder_crashed")
@@ -253,7 +253,7 @@ def _worker_main(conn: Connection, exchange_fd: reduction.DupFd, preprocess_path
     module, name = preprocess_path.split(":")
     preprocess: Callable[..., torch.Tensor] = getattr(importlib.import_module(module), name)
     exchange = exchange_fd.detach()
-    _limit_memory(limits.memory_mb)
+    limit_memory(limits.memory_mb)
     conn.send_bytes(b"ready")
     while True:
         try:
@@ -262,7 +262,7 @@ def _worker_main(conn: Connection, exchange_fd: reduction.DupFd, preprocess_path
             return  # the pool is gone
         kind, options, size = pickle.loads(header)
         item = _read_exchange(exchange, np.dtype(np.uint8), (size,)).tobytes()
-        _limit_cpu(limits.cpu_s)
+        limit_cpu(limits.cpu_s)
         array = None
         try:
             rows = preprocess(kind, item if kind is not InputKind.TEXT else item.decode(), options)
@@ -281,7 +281,7 @@ def _worker_main(conn: Connection, exchange_fd: reduction.DupFd, preprocess_path
         del item, array
         if reply[0] == "error" and not reply[3]:
             return  # a worker that ran out of memory may be left in any state: the pool starts another
-        _release_memory()
+        release_memory()
 
 
 _OUT_OF_MEMORY = "decoding this {kind} input needs more than the {mb} MiB a decoder may use"
@@ -311,7 +311,7 @@ def _read_exchange(fd: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarr
     return array
 
 
-def _limit_memory(megabytes: int) -> None:
+def limit_memory(megabytes: int) -> None:
     """Cap the address space at what the worker maps now plus `megabytes`: allocations beyond
     fail (MemoryError, or an FFmpeg/torch allocation error) instead of growing the server."""
     with open("/proc/self/statm") as statm:
@@ -320,7 +320,7 @@ def _limit_memory(megabytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
-def _limit_cpu(seconds: float) -> None:
+def limit_cpu(seconds: float) -> None:
     """SIGXCPU (which ends the worker) once this item has used `seconds` of CPU time."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     used = usage.ru_utime + usage.ru_stime
@@ -335,7 +335,7 @@ def _memory_ran_out(exc: BaseException) -> bool:
     return False
 
 
-def _release_memory() -> None:
+def release_memory() -> None:
     """Hand freed heap back to the system between items (glibc keeps it otherwise)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)

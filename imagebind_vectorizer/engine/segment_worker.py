@@ -15,19 +15,18 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
 from imagebind_vectorizer.engine.decode_pool import (
+    CRASH_SIGNALS,
+    START_TIMEOUT_S,
     DecodeLimits,
-    _limit_cpu,
-    _limit_memory,
-    _release_memory,
     decoder_context,
+    limit_cpu,
+    limit_memory,
+    release_memory,
 )
 from imagebind_vectorizer.errors import InputError
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
 from imagebind_vectorizer.preprocess.segments import SegmentInput, SourceLimits, WindowSpec
-
-_START_TIMEOUT_S = 120.0
-_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
 
 
 class SegmentWorker:
@@ -49,7 +48,7 @@ class SegmentWorker:
         """The file's windows in order; raises InputError for a bad file, a crash or a limit."""
         delivered = 0
         try:
-            if not self.conn.poll(_START_TIMEOUT_S):
+            if not self.conn.poll(START_TIMEOUT_S):
                 raise RuntimeError("a segment decoder worker did not start")
             self.conn.recv_bytes()  # "ready"
             while True:
@@ -83,7 +82,7 @@ class SegmentWorker:
         if code == -signal.SIGKILL:
             return InputError(f"the decoder was stopped {where}: it may need more than the "
                               f"{self.decode.memory_mb} MiB a decoder may use", reason="too_large")
-        how = f"signal {signal.Signals(-code).name}" if code is not None and -code in _CRASH_SIGNALS \
+        how = f"signal {signal.Signals(-code).name}" if code is not None and -code in CRASH_SIGNALS \
             else f"exit status {code}"
         return InputError(f"the {self.kind.value} decoder crashed {where} ({how})", reason="decoder_crashed")
 
@@ -111,7 +110,7 @@ def _worker_main(conn: Connection, path: str, kind: InputKind, spec: WindowSpec,
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    _limit_memory(decode.memory_mb)
+    limit_memory(decode.memory_mb)
     conn.send_bytes(b"ready")
     windows = iter_segments(path, kind, spec, options, limits)
     while True:
@@ -120,7 +119,7 @@ def _worker_main(conn: Connection, path: str, kind: InputKind, spec: WindowSpec,
                 return
         except (EOFError, OSError):
             return  # the parent is gone
-        _limit_cpu(decode.cpu_s)  # each window gets the CPU time one item may take
+        limit_cpu(decode.cpu_s)  # each window gets the CPU time one item may take
         try:
             item = next(windows, None)
             reply: tuple[object, ...] = ("end",) if item is None else ("window", item)
@@ -132,4 +131,4 @@ def _worker_main(conn: Connection, path: str, kind: InputKind, spec: WindowSpec,
         if reply[0] != "window":
             return
         del item, reply
-        _release_memory()
+        release_memory()
