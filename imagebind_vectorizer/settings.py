@@ -68,9 +68,10 @@ def cache_home(env: Mapping[str, str] | None = None) -> Path:
 
 
 def _opt(default: Any, env: str, help: str, group: str, *, choices: Sequence[str] | None = None,
-         flag: str | None = None) -> Any:
-    return field(default=default, metadata={"env": env, "help": help, "group": group,
-                                            "choices": choices, "flag": flag})
+         flag: str | None = None, secret: bool = False) -> Any:
+    # secret: left out of repr(), so a logged Settings never shows it
+    return field(default=default, repr=not secret, metadata={"env": env, "help": help, "group": group,
+                                                             "choices": choices, "flag": flag})
 
 
 def _check_choices(settings: Any) -> list[str]:
@@ -214,6 +215,39 @@ class Settings:
                           choices=("debug", "info", "warning", "error"))
     log_format: str = _opt("json", "IMAGEBIND_LOG_FORMAT", "structured JSON lines or plain text", "server",
                            choices=("json", "text"))
+    # Security ---------------------------------------------------------------------------------------
+    api_keys: str | None = _opt(None, "IMAGEBIND_API_KEYS",
+                                "API keys callers must present, comma-separated (HTTP Basic password, Bearer, gRPC "
+                                "Bearer); prefer the env var or a key file: a command line is visible to local users",
+                                "security", secret=True)
+    api_key_file: str | None = _opt(None, "IMAGEBIND_API_KEY_FILE",
+                                    "file of API keys, one per line, re-read when it changes (a mounted Secret)",
+                                    "security")
+    metrics_api_keys: str | None = _opt(None, "IMAGEBIND_METRICS_API_KEYS",
+                                        "keys for /metrics only (a scraper's key cannot vectorize); "
+                                        "without them /metrics takes the API keys", "security", secret=True)
+    metrics_api_key_file: str | None = _opt(None, "IMAGEBIND_METRICS_API_KEY_FILE",
+                                            "file of /metrics keys, one per line, re-read when it changes", "security")
+    metrics_open: bool = _opt(False, "IMAGEBIND_METRICS_OPEN", "serve /metrics without a key even when keys are set",
+                              "security")
+    auth_probes: bool = _opt(False, "IMAGEBIND_AUTH_PROBES",
+                             "require a key on /.well-known/live, /.well-known/ready and gRPC health too "
+                             "(kubelet and Weaviate's start-up poll then need one)", "security")
+    grpc_reflection: str = _opt("auto", "IMAGEBIND_GRPC_REFLECTION",
+                                "gRPC server reflection: auto is on without API keys and off with them; "
+                                "on with keys requires a key", "security", choices=("auto", "on", "off"))
+    tls_cert_file: str | None = _opt(None, "IMAGEBIND_TLS_CERT_FILE",
+                                     "PEM certificate (chain) for HTTPS and gRPC TLS; reloaded when it changes",
+                                     "security")
+    tls_key_file: str | None = _opt(None, "IMAGEBIND_TLS_KEY_FILE", "PEM private key of the certificate",
+                                    "security")
+    tls_client_ca_file: str | None = _opt(None, "IMAGEBIND_TLS_CLIENT_CA_FILE",
+                                          "PEM CA bundle: clients must present a certificate it signed (mTLS)",
+                                          "security")
+    tls_client_auth: str = _opt("both", "IMAGEBIND_TLS_CLIENT_AUTH",
+                                "transports that verify client certificates when a client CA is set; stock "
+                                "Weaviate sends none, so use grpc when Weaviate calls the HTTP port",
+                                "security", choices=("both", "grpc", "http"))
 
     def __post_init__(self) -> None:
         problems = _check_choices(self)
@@ -238,6 +272,10 @@ class Settings:
         for name in ("idle_timeout_s", "header_timeout_s", "body_timeout_s"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            problems.append("tls_cert_file and tls_key_file go together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            problems.append("tls_client_ca_file needs tls_cert_file and tls_key_file (mTLS runs over TLS)")
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             problems.append(f"device {self.device!r}: expected cpu, cuda or cuda:N")
         if problems:

@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = (
     "imagebind_vectorizer.cli.classify",
     "imagebind_vectorizer.cli.demo",
     "imagebind_vectorizer.cli.download",
+    "imagebind_vectorizer.cli.api_key",
 )
 
 

@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="run the inference server (HTTP for Weaviate, gRPC)",
                                    description="Serve ImageBind over Weaviate's multi2vec-bind HTTP contract "
                                                "and gRPC, with dynamic batching.")
-    add_arguments(parser, ["model", "preprocessing", "limits", "server", "engine", "segments"])
+    add_arguments(parser, ["model", "preprocessing", "limits", "server", "engine", "segments", "security"])
     parser.set_defaults(handler=run)
 
 

@@ -31,9 +31,14 @@ VALUES_CASES = {
     "default": (),
     "gpu": (EXAMPLES / "values-gpu.yaml",),
     "cpu-autoscale": (EXAMPLES / "values-cpu-autoscale.yaml",),
+    "secured": (EXAMPLES / "values-secured.yaml",),
 }
 #: Settings the chart derives from other values instead of taking them in `config`.
-CHART_MANAGED_ENV = {"IMAGEBIND_HOST", "IMAGEBIND_PORT", "IMAGEBIND_GRPC_PORT", "IMAGEBIND_CACHE"}
+CHART_MANAGED_ENV = {"IMAGEBIND_HOST", "IMAGEBIND_PORT", "IMAGEBIND_GRPC_PORT", "IMAGEBIND_CACHE",
+                     # keys and certificates: files mounted from Secrets (auth, tls), never ConfigMap values
+                     "IMAGEBIND_API_KEYS", "IMAGEBIND_API_KEY_FILE", "IMAGEBIND_METRICS_API_KEYS",
+                     "IMAGEBIND_METRICS_API_KEY_FILE", "IMAGEBIND_TLS_CERT_FILE", "IMAGEBIND_TLS_KEY_FILE",
+                     "IMAGEBIND_TLS_CLIENT_CA_FILE"}
 
 
 def _tools_dir() -> Path | None:
@@ -130,6 +135,25 @@ def settings_env_names() -> set[str]:
     from imagebind_vectorizer.settings import Settings
 
     return {f.metadata["env"] for f in dataclasses.fields(Settings)}
+
+
+def render_notes(tmp: Path, *args: str) -> str:
+    """NOTES.txt rendered with the chart's values and `args` (copied in as a template, since `helm
+    template` skips NOTES.txt)."""
+    import shutil
+
+    chart = tmp / "chart"
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        notes = (chart / "templates" / "NOTES.txt").read_text()
+        (chart / "templates" / "zz-notes.yaml").write_text(
+            '{{- define "notes-under-test" -}}\n' + notes + '\n{{- end -}}\n'
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
+            '  notes: {{ include "notes-under-test" . | toJson }}\n')
+    result = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, "--show-only",
+                  "templates/zz-notes.yaml", *args)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["data"]["notes"]
 
 
 def load_yaml(path: Path):

@@ -53,15 +53,17 @@ def test_compose_rejects_a_broken_file(tmp_path):
 def test_services_and_start_order(config):
     _variant, cfg = config
     services = cfg["services"]
-    assert set(services) == {"model-download", "vectorizer", "weaviate"}
+    assert set(services) == {"api-key", "model-download", "vectorizer", "weaviate"}
     assert services["vectorizer"]["depends_on"]["model-download"]["condition"] == "service_completed_successfully"
+    assert services["vectorizer"]["depends_on"]["api-key"]["condition"] == "service_completed_successfully"
     # Weaviate exits if multi2vec-bind is not ready within 120 s of its own start: wait for healthy.
     assert services["weaviate"]["depends_on"]["vectorizer"]["condition"] == "service_healthy"
     assert services["model-download"]["restart"] == "no"
     assert services["model-download"]["image"] == services["vectorizer"]["image"]
     assert services["model-download"]["build"] == services["vectorizer"]["build"]
-    assert {v["source"]: v["target"] for v in services["weaviate"]["volumes"]} == {"weaviate-data": "/var/lib/weaviate"}
-    assert set(cfg["volumes"]) == {"models", "weaviate-data"}
+    assert {v["source"]: v["target"] for v in services["weaviate"]["volumes"]} == {
+        "weaviate-data": "/var/lib/weaviate", "api-key": "/etc/imagebind-vectorizer/api-keys"}
+    assert set(cfg["volumes"]) == {"models", "weaviate-data", "api-key"}
 
 
 def test_weaviate_module_settings(config):
@@ -73,11 +75,11 @@ def test_weaviate_module_settings(config):
     assert weaviate["image"].endswith(":" + makefile_version), "the Weaviate version the project tests against"
     assert env["ENABLE_MODULES"] == "multi2vec-bind"
     assert env["DEFAULT_VECTORIZER_MODULE"] == "none"
-    vectorizer_port = cfg["services"]["vectorizer"]["environment"]["IMAGEBIND_PORT"]
-    assert env["BIND_INFERENCE_API"] == f"http://vectorizer:{vectorizer_port}"  # no trailing slash
+    assert "BIND_INFERENCE_API" not in env, "composed with the key at start (test_weaviate_sends_the_generated_key)"
     timeout = env["MODULES_CLIENT_TIMEOUT"]
     assert re.fullmatch(r"\d+s", timeout) and int(timeout[:-1]) > 50
     assert weaviate["command"] == ["--host", "0.0.0.0", "--port", "8080", "--scheme", "http"]
+    assert weaviate["entrypoint"][:2] == ["/bin/sh", "-c"]
     assert "/v1/.well-known/ready" in " ".join(weaviate["healthcheck"]["test"])
 
 
@@ -90,7 +92,9 @@ def test_vectorizer_service(config):
     assert build_parser().parse_args(vectorizer["command"]).command == "serve"
     settings = Settings.load(env=vectorizer["environment"])
     assert settings.host == "0.0.0.0" and settings.cache_dir == "/models"
-    assert {v["target"]: v.get("read_only", False) for v in vectorizer["volumes"]} == {"/models": True}
+    assert {v["target"]: v.get("read_only", False) for v in vectorizer["volumes"]} == {
+        "/models": True, "/etc/imagebind-vectorizer/api-keys": True}
+    assert settings.api_key_file == "/etc/imagebind-vectorizer/api-keys/api-keys" and settings.api_keys is None
     assert vectorizer["read_only"] is True and vectorizer["cap_drop"] == ["ALL"]
     assert [p["target"] for p in vectorizer["ports"]] == [SERVER_HTTP_PORT, SERVER_GRPC_PORT]
     assert all(p["host_ip"] == "127.0.0.1" for p in vectorizer["ports"])
@@ -146,3 +150,48 @@ def test_interpolation(tmp_path):
     assert cfg["services"]["vectorizer"]["environment"]["IMAGEBIND_MODALITIES"] == "text,vision"
     assert cfg["services"]["weaviate"]["image"].endswith(":1.39.1")
     assert all(p["host_ip"] == "0.0.0.0" for p in cfg["services"]["weaviate"]["ports"])
+
+
+def _unescape(text: str) -> str:
+    """What a container receives: compose turns `$$` into `$` (and `docker-compose config` keeps `$$`)."""
+    return text.replace("$$", "$")
+
+
+def test_weaviate_sends_the_generated_key(tmp_path):
+    """The api-key service's command writes a key (and keeps it on the next `up`); Weaviate's entrypoint
+    script, run by a real sh with a stand-in `weaviate` on PATH, exports BIND_INFERENCE_API with that key
+    as the URL's password and passes the command line on; the vectorizer's settings accept the file."""
+    from imagebind_vectorizer.cli import main
+    from imagebind_vectorizer.server.auth import KeyRing
+
+    cfg = compose_config("cpu")
+    services = cfg["services"]
+    key_path = services["vectorizer"]["environment"]["IMAGEBIND_API_KEY_FILE"]
+    command = services["api-key"]["command"]
+    assert command == ["api-key", "--file", key_path]
+    local_key = tmp_path / "api-keys" / "api-keys"
+    assert main([*command[:-1], str(local_key)]) == 0
+    key = local_key.read_text().strip()
+    assert oct(local_key.stat().st_mode & 0o777) == "0o600"
+    assert main([*command[:-1], str(local_key)]) == 0 and local_key.read_text().strip() == key, "kept on re-run"
+    assert KeyRing(file=local_key).matches(key)
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "weaviate"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$BIND_INFERENCE_API" "$@"\n')
+    fake.chmod(0o755)
+    weaviate = services["weaviate"]
+    argv = [_unescape(part) for part in weaviate["entrypoint"]] + weaviate["command"]
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "IMAGEBIND_API_KEY_FILE": str(local_key)}
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    url, *args = result.stdout.splitlines()
+    vectorizer_port = services["vectorizer"]["environment"]["IMAGEBIND_PORT"]
+    assert url == f"http://weaviate:{key}@vectorizer:{vectorizer_port}"  # no trailing slash
+    assert args == weaviate["command"]
+    assert {v["target"] for v in weaviate["volumes"] if v["source"] == "api-key"} == {os.path.dirname(key_path)}
+
+    missing = subprocess.run(argv, env={**env, "IMAGEBIND_API_KEY_FILE": str(tmp_path / "absent")},
+                             capture_output=True, text=True, timeout=30)
+    assert missing.returncode != 0 and not missing.stdout, "no key: Weaviate must not start without one"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
@@ -27,6 +27,7 @@ from tests.deploy.helpers import (
     helm,
     load_yaml,
     render,
+    render_notes,
     render_text,
     run,
     settings_env_names,
@@ -43,6 +44,12 @@ EVERYTHING = (
     "modelCache.type=pvc", "probes.type=grpc", "gpu.enabled=true", "gpu.runtimeClassName=nvidia",
     "image.digest=sha256:" + "a" * 64, "podDisruptionBudget.maxUnavailable=null",
     "podDisruptionBudget.minAvailable=1", "terminationGracePeriodSeconds=90", "priorityClassName=high",
+)
+#: With values-secured.yaml: every security object and mount switched on at once (TLS rules out gRPC probes).
+SECURED_EVERYTHING = (
+    "tls.enabled=true", "tls.secretName=vectorizer-tls", "tls.clientCA.secretName=clients-ca",
+    "config.IMAGEBIND_TLS_CLIENT_AUTH=grpc", "auth.metrics.existingSecret=scrape-key",
+    "metrics.serviceMonitor.enabled=true", "service.headless.enabled=true",
 )
 #: Kinds whose schema is not part of Kubernetes' OpenAPI document.
 CRD_KINDS = {"ServiceMonitor"}
@@ -159,14 +166,15 @@ def _validate(text: str, kube_version: str, tmp_path: Path) -> tuple[list[dict],
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
-@pytest.mark.parametrize("case", ["default", "gpu", "cpu-autoscale", "everything"])
+@pytest.mark.parametrize("case", ["default", "gpu", "cpu-autoscale", "everything", "secured"])
 def test_manifests_validate_against_kubernetes_schemas(case, kube_version, tmp_path):
     """Strict validation (unknown fields rejected) against the Kubernetes OpenAPI schemas of the oldest and
     newest supported versions. ServiceMonitor is a CRD, not in those schemas: it is left out here and
     checked field by field in test_service_monitor."""
     files = {"default": (), "gpu": (EXAMPLES / "values-gpu.yaml",),
-             "cpu-autoscale": (EXAMPLES / "values-cpu-autoscale.yaml",), "everything": ()}[case]
-    sets = EVERYTHING if case == "everything" else ()
+             "cpu-autoscale": (EXAMPLES / "values-cpu-autoscale.yaml",), "everything": (),
+             "secured": (EXAMPLES / "values-secured.yaml",)}[case]
+    sets = {"everything": EVERYTHING, "secured": SECURED_EVERYTHING}.get(case, ())
     text = render_text(files, sets, kube_version=kube_version)
     builtin, output = _validate(text, kube_version, tmp_path)
     assert not output.startswith("FAILED"), output
@@ -426,12 +434,21 @@ def _weaviate_version() -> str:
 
 
 def test_weaviate_chart_values_point_at_this_service():
+    """Weaviate's chart puts `envSecrets` at the top of the container's env list and BIND_INFERENCE_API
+    (from inferenceUrl) after it (weaviate-helm 4213da52, templates/weaviateStatefulset.yaml), so
+    Kubernetes expands $(IMAGEBIND_API_KEY) in the URL from the Secret."""
     values = load_yaml(EXAMPLES / "weaviate-values.yaml")
     module = values["modules"]["multi2vec-bind"]
     assert module["enabled"] is False, "true would deploy Weaviate's own ImageBind container"
     service = find(render(), "Service", RELEASE)
     http = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "http")
-    assert module["inferenceUrl"] == f"http://{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{http}"
+    assert set(values["envSecrets"]) == {"IMAGEBIND_API_KEY"}
+    url = module["inferenceUrl"]
+    assert url == (f"http://weaviate:$(IMAGEBIND_API_KEY)@{service['metadata']['name']}.{NAMESPACE}"
+                   f".svc.cluster.local:{http}")
+    key = "k3y_-.~0123456789abcdefXYZ"  # every character a key may hold survives unescaped
+    parts = urlsplit(url.replace("$(IMAGEBIND_API_KEY)", key))
+    assert (parts.username, parts.password, parts.port, parts.path) == ("weaviate", key, http, "")
     assert values["modules"]["default_vectorizer_module"] == "none"
     timeout = values["env"]["MODULES_CLIENT_TIMEOUT"]
     assert re.fullmatch(r"\d+s", timeout) and int(timeout[:-1]) > 50
@@ -439,22 +456,10 @@ def test_weaviate_chart_values_point_at_this_service():
 
 
 def test_notes(tmp_path):
-    """NOTES.txt, rendered with the chart's values (copied in as a template, since `helm template` skips it)."""
-    chart = tmp_path / "chart"
-    shutil.copytree(CHART, chart)
-    notes = (chart / "templates" / "NOTES.txt").read_text()
-    (chart / "templates" / "zz-notes.yaml").write_text(
-        '{{- define "notes-under-test" -}}\n' + notes + '\n{{- end -}}\n'
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
-        '  notes: {{ include "notes-under-test" . | toJson }}\n')
+    """NOTES.txt, rendered with the chart's values."""
 
     def rendered(*sets):
-        args = ["template", RELEASE, str(chart), "--namespace", NAMESPACE, "--show-only", "templates/zz-notes.yaml"]
-        for item in sets:
-            args += ["--set", item]
-        result = helm(*args)
-        assert result.returncode == 0, result.stderr
-        return yaml.safe_load(result.stdout)["data"]["notes"]
+        return render_notes(tmp_path, *[arg for item in sets for arg in ("--set", item)])
 
     text = rendered()
     assert f"BIND_INFERENCE_API=http://{RELEASE}.{NAMESPACE}.svc.cluster.local:{SERVER_HTTP_PORT}\n" in text

@@ -103,5 +103,55 @@ grpc:
 httpGet:
   path: {{ ternary "/.well-known/live" "/.well-known/ready" (eq .kind "liveness") }}
   port: http
+  {{- if $root.Values.tls.enabled }}
+  scheme: HTTPS
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Security: where the Secrets are mounted, and the checks on combinations that cannot work. ------- */}}
+{{- define "imagebind-vectorizer.secretsDir" -}}/etc/imagebind-vectorizer{{- end }}
+
+{{- define "imagebind-vectorizer.apiKeySecret" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-api-keys" (include "imagebind-vectorizer.fullname" .)) }}
+{{- end }}
+
+{{/* The files the server reads (YAML map; absent keys are not configured). */}}
+{{- define "imagebind-vectorizer.secretFiles" -}}
+{{- $dir := include "imagebind-vectorizer.secretsDir" . }}
+{{- if .Values.auth.enabled }}
+apiKeys: {{ $dir }}/api-keys/api-keys
+{{- end }}
+{{- if .Values.auth.metrics.existingSecret }}
+metricsKeys: {{ $dir }}/metrics-keys/metrics-keys
+{{- end }}
+{{- if .Values.tls.enabled }}
+cert: {{ $dir }}/tls/tls.crt
+key: {{ $dir }}/tls/tls.key
+{{- if .Values.tls.clientCA.secretName }}
+clientCA: {{ $dir }}/client-ca/ca.crt
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "imagebind-vectorizer.checkSecurity" -}}
+{{- $probes := or .Values.probes.startup.enabled .Values.probes.liveness.enabled .Values.probes.readiness.enabled }}
+{{- if and .Values.config.IMAGEBIND_AUTH_PROBES $probes }}
+{{- fail "config.IMAGEBIND_AUTH_PROBES=true: kubelet's probes cannot send a key (keep it false; the probes reveal only readiness)" }}
+{{- end }}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
+{{- fail "tls.enabled=true needs tls.secretName (a kubernetes.io/tls Secret with tls.crt and tls.key)" }}
+{{- end }}
+{{- if and .Values.tls.enabled (eq .Values.probes.type "grpc") }}
+{{- fail "tls.enabled=true with probes.type=grpc: kubelet's gRPC probes do not speak TLS (use probes.type=http)" }}
+{{- end }}
+{{- if and .Values.tls.clientCA.secretName (not .Values.tls.enabled) }}
+{{- fail "tls.clientCA needs tls.enabled=true (client certificates are checked in the TLS handshake)" }}
+{{- end }}
+{{- if and .Values.tls.clientCA.secretName (ne .Values.config.IMAGEBIND_TLS_CLIENT_AUTH "grpc") }}
+{{- fail "tls.clientCA with config.IMAGEBIND_TLS_CLIENT_AUTH other than grpc: stock Weaviate and kubelet's HTTP probes present no client certificate (set it to grpc)" }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.allowedClients) }}
+{{- fail "networkPolicy.enabled=true needs networkPolicy.allowedClients (an empty list would admit everyone)" }}
 {{- end }}
 {{- end }}
