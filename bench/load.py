@@ -18,6 +18,7 @@ import grpc
 import numpy as np
 
 from bench.inputs import Payloads
+from bench.server import Access
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2_grpc as pb_grpc
 from imagebind_vectorizer.server.weaviate_http import RESPONSE_FIELDS
 
@@ -42,21 +43,25 @@ class LevelResult:
 
 
 class HttpClient:
-    """One keep-alive connection per client thread, headers as Go's net/http sends them."""
+    """One keep-alive connection per client thread, headers as Go's net/http sends them (with the
+    key as Weaviate sends it: Authorization: Basic from the URL's user:password)."""
 
-    def __init__(self, port: int, timeout: float) -> None:
+    def __init__(self, port: int, timeout: float, access: Access | None = None) -> None:
         self.port, self.timeout = port, timeout
+        self.access = access or Access()
         self.conn: http.client.HTTPConnection | None = None
 
     def post(self, body: bytes) -> tuple[int, bytes]:
         for attempt in (0, 1):  # like Go, resend once when a reused connection turns out closed
             if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                self.conn = self.access.http_connection(self.port, self.timeout)
             try:
                 self.conn.putrequest("POST", "/vectorize", skip_host=True, skip_accept_encoding=True)
                 self.conn.putheader("Host", f"127.0.0.1:{self.port}")
                 self.conn.putheader("User-Agent", "Go-http-client/1.1")
                 self.conn.putheader("Content-Length", str(len(body)))
+                for name, value in self.access.http_headers().items():
+                    self.conn.putheader(name, value)
                 self.conn.putheader("Accept-Encoding", "gzip")
                 self.conn.endheaders(body)
                 response = self.conn.getresponse()
@@ -75,23 +80,25 @@ class HttpClient:
 
 def run_level(*, http_port: int, grpc_target: str, transport: str, payloads: Payloads, concurrency: int,
               requests: int | None, duration_s: float | None, serialize: bool, offset: int = 0,
-              timeout: float = 3600) -> LevelResult:
+              timeout: float = 3600, access: Access | None = None) -> LevelResult:
     """Send `requests` requests (or as many as fit in `duration_s`, at least one per client)."""
     counter = itertools.count(offset)
     lock = threading.Lock() if serialize else contextlib.nullcontext()
     latencies: list[float] = []
     errors: list[str] = []
     record = threading.Lock()
-    channel = grpc.insecure_channel(grpc_target, options=[("grpc.max_send_message_length", -1),
-                                                          ("grpc.max_receive_message_length", -1)]) \
+    access = access or Access()
+    channel = access.grpc_channel(grpc_target, [("grpc.max_send_message_length", -1),
+                                                ("grpc.max_receive_message_length", -1)]) \
         if transport == "grpc" else None
+    metadata = access.grpc_metadata()
     stub = pb_grpc.VectorizerStub(channel) if channel is not None else None
     started = time.monotonic()
     deadline = None if duration_s is None else started + duration_s
     limit = None if requests is None else offset + requests
 
     def client() -> None:
-        http_client = HttpClient(http_port, timeout) if transport == "http" else None
+        http_client = HttpClient(http_port, timeout, access) if transport == "http" else None
         sent = 0
         try:
             while True:
@@ -111,7 +118,7 @@ def run_level(*, http_port: int, grpc_target: str, transport: str, payloads: Pay
                     else:
                         assert stub is not None
                         try:
-                            stub.Vectorize(payloads.grpc_request(index), timeout=timeout)
+                            stub.Vectorize(payloads.grpc_request(index), timeout=timeout, metadata=metadata)
                         except grpc.RpcError as exc:
                             error = f"{exc.code().name}: {exc.details()}"
                 took = time.monotonic() - begin
@@ -140,9 +147,9 @@ def run_level(*, http_port: int, grpc_target: str, transport: str, payloads: Pay
         mean_ms=float(ms.mean()), first_error=errors[0] if errors else None)
 
 
-def fetch_vectors(http_port: int, payloads: Payloads, count: int) -> np.ndarray:
+def fetch_vectors(http_port: int, payloads: Payloads, count: int, access: Access | None = None) -> np.ndarray:
     """Vectors of the first `count` inputs of a kind (for comparing dtypes on the same inputs)."""
-    client = HttpClient(http_port, 3600)
+    client = HttpClient(http_port, 3600, access)
     key = RESPONSE_FIELDS[payloads.kind]
     try:
         vectors = []

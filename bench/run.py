@@ -29,7 +29,7 @@ from bench.flops import GFLOPS_PER_ITEM, matmul_gflops, text_gflops, text_tokens
 from bench.inputs import Payloads, unique_texts
 from bench.load import HttpClient, fetch_vectors, run_level
 from bench.report import LEVEL_HEADERS, level_row, plot, table
-from bench.server import ServerProcess
+from bench.server import Access, ServerProcess
 from imagebind_vectorizer.kinds import InputKind, parse_encoders
 from tests import media
 
@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"a smoke run: {', '.join(f'{k}={v}' for k, v in QUICK.items())} unless given")
     parser.add_argument("--server-arg", action="append", default=[], metavar="FLAG",
                         help="extra flag for both servers (repeat; e.g. --server-arg=--torch-threads=2)")
+    parser.add_argument("--api-key", default=os.environ.get("IMAGEBIND_BENCH_API_KEY") or None,
+                        help="run the servers with this API key and send it (HTTP Basic as Weaviate does, gRPC "
+                             "Bearer), to measure what authentication costs [env IMAGEBIND_BENCH_API_KEY]")
+    parser.add_argument("--tls-cert-file", help="run the servers with TLS (with --tls-key-file and --ca-file)")
+    parser.add_argument("--tls-key-file", help="the certificate's private key")
+    parser.add_argument("--ca-file", help="the CA the clients verify the servers' certificate with")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where JSON, PNG and logs go")
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else {"kinds": "text,image,audio,video", "concurrency": "1,8,16",
@@ -86,6 +92,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 [d.strip() for d in args.baseline_dtypes.split(",") if d.strip()])
     if not set(args.transport_list) <= {"http", "grpc"}:
         parser.error("--transports: http and/or grpc")
+    if bool(args.tls_cert_file) != bool(args.tls_key_file):
+        parser.error("--tls-cert-file and --tls-key-file go together")
+    args.access = Access(args.api_key, args.tls_cert_file, args.tls_key_file, args.ca_file)
     return args
 
 
@@ -153,7 +162,9 @@ def run_load(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
     record: dict[str, Any] = {"hardware": hardware(args.device), "started": stamp,
                               "settings": {k: v for k, v in vars(args).items()
                                            if k not in ("kind_list", "concurrency_list", "dtype_list",
-                                                        "transport_list", "baseline_dtype_list", "out")},
+                                                        "transport_list", "baseline_dtype_list", "out", "api_key",
+                                                        "access")},
+                              "security": {"api_key": bool(args.api_key), "tls": args.access.tls},
                               "baseline_flags": list(BASELINE_FLAGS), "inputs": {k.value: p.describe()
                                                                                  for k, p in payloads.items()},
                               "text_tokens_trimmed": trimmed_tokens, "matmul_gflops": {}, "servers": [], "levels": [],
@@ -167,7 +178,7 @@ def run_load(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
         level_rows = len(record["levels"])
         for config in configs:
             log_path = args.out / "logs" / f"{stamp}-{dtype}-{config}.log"
-            server = ServerProcess(server_flags(args, dtype, config == "baseline"), log_path)
+            server = ServerProcess(server_flags(args, dtype, config == "baseline"), log_path, args.access)
             print(f"[{dtype}] starting the {config} server ...", flush=True)
             with server:
                 print(f"[{dtype}] {config} server ready in {server.ready_s:.1f} s", flush=True)
@@ -175,7 +186,8 @@ def run_load(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
                 for p in payloads.values():  # warm-up: first calls allocate and pick kernels
                     for transport in args.transport_list:
                         run_level(http_port=server.http_port, grpc_target=grpc_target, transport=transport,
-                                  payloads=p, concurrency=1, requests=1, duration_s=None, serialize=False)
+                                  payloads=p, concurrency=1, requests=1, duration_s=None, serialize=False,
+                                  access=args.access)
                 for kind, p in payloads.items():
                     for transport in args.transport_list:
                         for concurrency in args.concurrency_list:
@@ -184,7 +196,8 @@ def run_load(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
                             result = run_level(http_port=server.http_port, grpc_target=grpc_target,
                                                transport=transport, payloads=p, concurrency=concurrency,
                                                requests=requests, duration_s=None if requests else args.duration_s,
-                                               serialize=config == "baseline", offset=offset)
+                                               serialize=config == "baseline", offset=offset,
+                                               access=args.access)
                             offset += 100_000
                             row = {"dtype": dtype, "config": config, **result.as_dict(),
                                    "items_per_model_call": items_per_call(before, batch_counts(server.metrics()),
@@ -197,7 +210,7 @@ def run_load(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
                             if result.first_error:
                                 print(f"    first error: {result.first_error}", flush=True)
                 if config == "batched":
-                    probes[dtype] = {kind.value: fetch_vectors(server.http_port, p, args.probes)
+                    probes[dtype] = {kind.value: fetch_vectors(server.http_port, p, args.probes, args.access)
                                      for kind, p in payloads.items()}
                 record["servers"].append({
                     "dtype": dtype, "config": config, "flags": server.args, "ready_s": round(server.ready_s or 0, 2),
@@ -291,13 +304,13 @@ def run_startup(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
     for dtype in args.dtype_list:
         flags = ["--model-config", args.model_config, "--device", args.device, "--dtype", dtype,
                  "--checkpoint", str(checkpoint), *args.server_arg]
-        server = ServerProcess(flags, args.out / "logs" / f"{stamp}-startup-{dtype}.log")
+        server = ServerProcess(flags, args.out / "logs" / f"{stamp}-startup-{dtype}.log", args.access)
         with server:
             row: dict[str, Any] = {"dtype": dtype, "listening_s": round(server.listening_s or 0, 2),
                                    "ready_s": round(server.ready_s or 0, 2),
                                    "peak_rss_at_ready_mib": server.peak_rss_mib()}
             # weights are memory-mapped: the first forward of each encoder is what pages them in
-            client = HttpClient(server.http_port, 3600)
+            client = HttpClient(server.http_port, 3600, args.access)
             began = time.monotonic()
             status, body = client.post(first_vectors_body())
             client.close()

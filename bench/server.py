@@ -1,18 +1,23 @@
 """Our server as a subprocess (`python -m imagebind_vectorizer serve`), as an operator runs it:
-start it on free ports, time it to ready, read its peak memory, stop it with SIGTERM."""
+start it on free ports, time it to ready, read its peak memory, stop it with SIGTERM. With
+`Access` it runs with an API key and/or TLS, and every request here goes the same way."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,23 +39,71 @@ def proc_status_kib(pid: int, key: str) -> int | None:
     return None
 
 
-def http_status(port: int, path: str, timeout: float = 5) -> int | None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+@dataclass(frozen=True)
+class Access:
+    """How clients reach a secured server: `api_key` (HTTP Basic, as Weaviate sends it from
+    BIND_INFERENCE_API; gRPC `authorization: Bearer`) and TLS (the server gets `tls_cert_file` and
+    `tls_key_file`, clients verify against `ca_file`). The default is a plain, open server."""
+
+    api_key: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    ca_file: str | None = None
+
+    def server_env(self) -> dict[str, str]:
+        """For the server's environment (not its command line, which other users can read)."""
+        env = {"IMAGEBIND_API_KEYS": self.api_key} if self.api_key else {}
+        if self.tls_cert_file and self.tls_key_file:
+            env.update(IMAGEBIND_TLS_CERT_FILE=self.tls_cert_file, IMAGEBIND_TLS_KEY_FILE=self.tls_key_file)
+        return env
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert_file)
+
+    def http_connection(self, port: int, timeout: float) -> http.client.HTTPConnection:
+        if self.tls:
+            return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout,
+                                               context=ssl.create_default_context(cafile=self.ca_file))
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def http_headers(self) -> dict[str, str]:
+        if not self.api_key:
+            return {}
+        return {"Authorization": "Basic " + base64.b64encode(f"weaviate:{self.api_key}".encode()).decode()}
+
+    def grpc_channel(self, target: str, options: list[tuple[str, int]]) -> grpc.Channel:
+        if self.tls:
+            roots = Path(self.ca_file).read_bytes() if self.ca_file else None
+            return grpc.secure_channel(target, grpc.ssl_channel_credentials(roots), options=options)
+        return grpc.insecure_channel(target, options=options)
+
+    def grpc_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
+
+
+def http_get(port: int, path: str, access: Access, timeout: float = 10) -> tuple[int, bytes]:
+    conn = access.http_connection(port, timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=access.http_headers())
         response = conn.getresponse()
-        response.read()
-        return response.status
-    except OSError:
-        return None
+        return response.status, response.read()
     finally:
         conn.close()
+
+
+def http_status(port: int, path: str, access: Access, timeout: float = 5) -> int | None:
+    try:
+        return http_get(port, path, access, timeout)[0]
+    except OSError:
+        return None
 
 
 @dataclass
 class ServerProcess:
     args: list[str]
     log_path: Path
+    access: Access = field(default_factory=Access)
     proc: subprocess.Popen[bytes] | None = None
     http_port: int = 0
     grpc_port: int = 0
@@ -64,6 +117,7 @@ class ServerProcess:
         self.grpc_port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEBIND_")}
         env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env.update(self.access.server_env())
         command = [sys.executable, "-m", "imagebind_vectorizer", "serve", "--host", "127.0.0.1", "--port", "0",
                    "--grpc-port", str(self.grpc_port), "--log-format", "json", *self.args]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +130,7 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.proc.returncode}; log:\n{self.tail()}")
             if not self.http_port:
                 self._read_ports()
-            elif http_status(self.http_port, "/.well-known/ready") == 204:
+            elif http_status(self.http_port, "/.well-known/ready", self.access) == 204:
                 self.ready_s = time.monotonic() - self.started
                 return self
             time.sleep(0.05)
@@ -101,20 +155,10 @@ class ServerProcess:
         return None if kib is None else kib / 1024
 
     def meta(self) -> dict[str, object]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
-        try:
-            conn.request("GET", "/meta")
-            return json.loads(conn.getresponse().read())
-        finally:
-            conn.close()
+        return json.loads(http_get(self.http_port, "/meta", self.access)[1])
 
     def metrics(self) -> str:
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
-        try:
-            conn.request("GET", "/metrics")
-            return conn.getresponse().read().decode()
-        finally:
-            conn.close()
+        return http_get(self.http_port, "/metrics", self.access)[1].decode()
 
     def tail(self, lines: int = 40) -> str:
         try:

@@ -346,6 +346,13 @@ class ConnectionSettings:
     server_grpc: str = _opt("", "IMAGEBIND_SERVER_GRPC",
                             f"our server's gRPC address (HOST:PORT) for segmenting long files (ingest --segments); "
                             f"default: the --server host, port {SERVER_GRPC_PORT}", "connection")
+    server_api_key: str | None = _opt(None, "IMAGEBIND_SERVER_API_KEY",
+                                      "API key for our server when it requires one (prefer the environment "
+                                      "variable: a command line is visible to other local users)", "connection",
+                                      secret=True)
+    server_ca_file: str | None = _opt(None, "IMAGEBIND_SERVER_CA_FILE",
+                                      "CA certificate (PEM) that signed an https --server's certificate "
+                                      "(default: the system's CAs)", "connection")
     timeout: float = _opt(600.0, "IMAGEBIND_CLIENT_TIMEOUT_S",
                           "seconds a query, an insert batch or a call to our server may take", "connection")
 

@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     kind, value = args.inputs[0]
     item = QueryInput.of(kind, value)
     connection = ConnectionSettings.load(args)
-    scores = classify(VectorizerClient(connection.server, timeout_s=connection.timeout), item,
-                      args.labels.split(","), template=args.template)
+    scores = classify(VectorizerClient.from_connection(connection), item, args.labels.split(","),
+                      template=args.template)
     if args.json:
         print(json.dumps([{"label": s.label, "probability": s.probability, "cosine": s.similarity,
                            "prompt": s.prompt} for s in scores], indent=2))

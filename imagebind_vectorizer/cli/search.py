@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         return run_moments(args, inputs)
     weights = parse_weights(args.weights, len(inputs))
     connection = ConnectionSettings.load(args)
-    server = VectorizerClient(connection.server, timeout_s=connection.timeout) if len(inputs) > 1 else None
+    server = VectorizerClient.from_connection(connection) if len(inputs) > 1 else None
     client = connect_from_args(args)
     try:
         if server is not None:

@@ -18,6 +18,7 @@ from imagebind_vectorizer import logs
 from imagebind_vectorizer.engine.engine import Engine
 from imagebind_vectorizer.engine.segments import Segmenter
 from imagebind_vectorizer.server.connections import ConnectionGuard, connection_limit
+from imagebind_vectorizer.server.security import Security
 from imagebind_vectorizer.server.weaviate_http import OPEN_REQUESTS_KEY, create_app
 from imagebind_vectorizer.settings import Settings
 
@@ -35,6 +36,8 @@ class Server:
 
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
+        # Before anything listens: a key file or certificate that does not load stops the start.
+        self.security = Security.from_settings(settings)
         self.engine = engine or Engine(settings)
         self.segmenter = Segmenter(self.engine, settings)
         self._app: web.Application | None = None
@@ -46,12 +49,13 @@ class Server:
 
     async def start_transports(self) -> None:
         s = self.settings
+        tls = self.security.tls
         guard = ConnectionGuard(limit=connection_limit(s.max_connections, 2 if s.grpc_port else 1, "HTTP"),
                                 idle_timeout_s=s.idle_timeout_s, header_timeout_s=s.header_timeout_s,
                                 metrics=self.engine.metrics)
         # lingering: after an early answer (408, 413, 429) the unread rest of a body is drained and
         # dropped for this long before the close, so the client reads the answer instead of a reset
-        self._app = create_app(self.engine, guard)
+        self._app = create_app(self.engine, guard, self.security.http)
         self._runner = web.AppRunner(self._app, access_log=None, handler_cancellation=True,
                                      keepalive_timeout=s.idle_timeout_s, lingering_time=LINGER_S,
                                      shutdown_timeout=TRANSPORT_CLOSE_S)
@@ -59,14 +63,19 @@ class Server:
         assert self._runner.server is not None
         # Our own listener instead of web.TCPSite: each connection's protocol is wrapped by the guard.
         self._listener = await asyncio.get_running_loop().create_server(
-            guard.protocol_factory(self._runner.server), s.host, s.port, reuse_address=True)
+            guard.protocol_factory(self._runner.server), s.host, s.port, reuse_address=True,
+            # the guard sees a TLS connection only once its handshake is done: bound the handshake too
+            ssl=tls.http_context() if tls is not None else None,
+            ssl_handshake_timeout=s.header_timeout_s if tls is not None else None)
         self.http_port = self._listener.sockets[0].getsockname()[1]
         if s.grpc_port:
             from imagebind_vectorizer.server.grpc_service import start_grpc_server
 
-            self._grpc, self.grpc_port = await start_grpc_server(self.engine, s, self.segmenter)
+            self._grpc, self.grpc_port = await start_grpc_server(self.engine, s, self.segmenter, self.security)
         log.info("listening", extra={"fields": {"http": f"{s.host}:{self.http_port}",
-                                                "grpc": f"{s.host}:{self.grpc_port}" if self.grpc_port else None}})
+                                                "grpc": f"{s.host}:{self.grpc_port}" if self.grpc_port else None,
+                                                "scheme": "https" if tls is not None else "http"}})
+        log.info("security", extra={"fields": self.security.describe()})
 
     async def start(self) -> None:
         await self.start_transports()

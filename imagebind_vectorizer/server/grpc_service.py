@@ -35,10 +35,12 @@ from imagebind_vectorizer.errors import (
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.moments import Segment, WindowSpec
 from imagebind_vectorizer.runtime.info import ModelInfo
+from imagebind_vectorizer.server.auth import GrpcAuthInterceptor
 from imagebind_vectorizer.server.connections import connection_limit
 from imagebind_vectorizer.server.grpc_wire import TooManyItems, add_vectorizer_service, vectorize_request_parser
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2_grpc as pb_grpc
+from imagebind_vectorizer.server.security import Security
 from imagebind_vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -395,11 +397,21 @@ class EngineHealth(health_pb2_grpc.HealthServicer):
 
 # Server ---------------------------------------------------------------------------------------------
 async def start_grpc_server(engine: Engine, settings: Settings,
-                            segmenter: Segmenter | None = None) -> tuple[grpc.aio.Server, int]:
-    """Serve the Vectorizer, health and reflection on settings.host:settings.grpc_port (0: any free
-    port). Returns the started server and the port it is bound to."""
+                            segmenter: Segmenter | None = None,
+                            security: Security | None = None) -> tuple[grpc.aio.Server, int]:
+    """Serve the Vectorizer, health and (unless `security` turns it off) reflection on
+    settings.host:settings.grpc_port (0: any free port), with `security`'s keys and TLS. Returns the
+    started server and the port it is bound to."""
+    security = security or Security.open()
     limit = _max_message_bytes(settings)
-    server = grpc.aio.server(options=[
+    interceptors = []
+    if security.grpc_keys.enabled:
+        def rejected(method: str, reason: str) -> None:
+            engine.metrics.requests.labels("grpc", method, grpc.StatusCode.UNAUTHENTICATED.name).inc()
+
+        interceptors.append(GrpcAuthInterceptor(security.grpc_keys, open_prefixes=security.grpc_open_prefixes,
+                                                on_reject=rejected))
+    server = grpc.aio.server(interceptors=interceptors, options=[
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", -1),
         ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
@@ -413,14 +425,18 @@ async def start_grpc_server(engine: Engine, settings: Settings,
     add_vectorizer_service(VectorizerService(engine, settings, segmenter), server,
                            {"Vectorize": vectorize_request_parser(settings.max_request_items)})
     health_pb2_grpc.add_HealthServicer_to_server(EngineHealth(engine, ["", SERVICE_NAME]), server)
-    reflection.enable_server_reflection(
-        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
+    if security.grpc_reflection:
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            server)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    address = f"{host}:{settings.grpc_port}"
     try:
-        port = server.add_insecure_port(f"{host}:{settings.grpc_port}")
+        port = server.add_secure_port(address, security.tls.grpc_credentials()) if security.tls is not None \
+            else server.add_insecure_port(address)
     except RuntimeError as exc:
-        raise OSError(f"cannot listen for gRPC on {host}:{settings.grpc_port}: {exc}") from exc
+        raise OSError(f"cannot listen for gRPC on {address}: {exc}") from exc
     if port == 0:
-        raise OSError(f"cannot listen for gRPC on {host}:{settings.grpc_port}")
+        raise OSError(f"cannot listen for gRPC on {address}")
     await server.start()
     return server, port

@@ -62,6 +62,8 @@ class ServerTls:
         self._material, self._context = material, context
         self._next_check = clock() + RELOAD_INTERVAL_S
         self._grpc_given: TlsMaterial | None = None
+        self._failed_state: tuple[tuple[int, int, int, int], ...] | None = None
+        self._last_problem: str | None = None
         self.reloads = 0
 
     def _describe(self) -> str:
@@ -112,13 +114,25 @@ class ServerTls:
                 return
             self._next_check = self._clock() + RELOAD_INTERVAL_S
             try:
-                if self._state() == self._material.state:
+                state: tuple[tuple[int, int, int, int], ...] | None = self._state()
+            except OSError as exc:  # a file missing for a moment during a rotation
+                state, problem = None, exc
+            else:
+                if state in (self._material.state, self._failed_state):
                     return
-                material, context = self._load()
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                log.warning("TLS files changed but do not load (keeping the previous certificate): %s", exc)
+                try:
+                    material, context = self._load()
+                    problem = None
+                except (OSError, ssl.SSLError, ValueError) as exc:
+                    problem = exc
+            if problem is not None:
+                # retried when the files change again; the same complaint is said once
+                if str(problem) != self._last_problem:
+                    log.warning("TLS files changed but do not load (keeping the previous certificate): %s",
+                                problem)
+                self._failed_state, self._last_problem = state, str(problem)
                 return
-            self._material, self._context = material, context
+            self._material, self._context, self._last_problem = material, context, None
             self.reloads += 1
             log.info("TLS certificate reloaded", extra={"fields": {"cert": str(self.cert_file)}})
 

@@ -26,6 +26,7 @@ from imagebind_vectorizer.errors import (
 )
 from imagebind_vectorizer.kinds import WEAVIATE_KIND_ORDER, InputKind
 from imagebind_vectorizer.runtime.info import ModelInfo
+from imagebind_vectorizer.server.auth import HttpAccess, http_auth_middleware
 from imagebind_vectorizer.server.connections import ConnectionGuard
 from imagebind_vectorizer.server.http_body import BodyRefused, InflightBytes, read_body
 from imagebind_vectorizer.server.vectorize_json import BodyLimits, parse_vectorize_body
@@ -46,11 +47,15 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json_response({"error": message}, status=status, headers=headers)
 
 
-def create_app(engine: Engine, guard: ConnectionGuard | None = None) -> web.Application:
+def create_app(engine: Engine, guard: ConnectionGuard | None = None,
+               access: HttpAccess | None = None) -> web.Application:
     """The HTTP app; with `guard`, connections accepted through it are timed and counted (its
-    middleware goes first, so it sees every request's start and end)."""
+    middleware goes first, so it sees every request's start and end); with `access`, requests
+    without a valid key get 401 before a body is read (inside `_observe`, so rejections are counted)."""
     middlewares: list[Any] = [guard.middleware()] if guard is not None else []
     middlewares.append(_observe)
+    if access is not None and access.enabled:
+        middlewares.append(http_auth_middleware(access))
     app = web.Application(client_max_size=engine.settings.max_request_bytes, middlewares=middlewares)
     app[ENGINE_KEY] = engine
     app[INFLIGHT_KEY] = InflightBytes(engine.settings.max_inflight_bytes)

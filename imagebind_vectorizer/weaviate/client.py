@@ -84,17 +84,21 @@ def weaviate_errors(action: str) -> Iterator[None]:
         raise WeaviateSideError(f"{action}: {message}") from None
 
 
+#: the ConnectionSettings fields that say how to reach our vectorizer server
+SERVER_NAMES = ("server", "server_api_key", "server_ca_file")
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser, *, server: bool = False, segments: bool = False) -> None:
-    """--weaviate-url, --weaviate-grpc-port, --weaviate-api-key, --timeout (and --server, and
-    --server-grpc for segmenting)."""
+    """--weaviate-url, --weaviate-grpc-port, --weaviate-api-key, --timeout (and --server with its key and
+    CA, and --server-grpc for segmenting)."""
     names = ["weaviate_url", "weaviate_grpc_port", "weaviate_api_key", "timeout"]
-    names += (["server"] if server or segments else []) + (["server_grpc"] if segments else [])
+    names += (list(SERVER_NAMES) if server or segments else []) + (["server_grpc"] if segments else [])
     add_arguments(parser, settings=ConnectionSettings, names=names)
 
 
 def add_server_argument(parser: argparse.ArgumentParser) -> None:
-    """--server and --timeout, for commands that only talk to our server."""
-    add_arguments(parser, settings=ConnectionSettings, names=("server", "timeout"))
+    """--server (with its key and CA) and --timeout, for commands that only talk to our server."""
+    add_arguments(parser, settings=ConnectionSettings, names=(*SERVER_NAMES, "timeout"))
 
 
 def connect_from_args(args: argparse.Namespace) -> weaviate.WeaviateClient:

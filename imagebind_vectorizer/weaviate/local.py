@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -150,9 +151,9 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _http_status(url: str, timeout: float = 2.0) -> int | None:
+def _http_status(url: str, timeout: float = 2.0, context: ssl.SSLContext | None = None) -> int | None:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url), timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url), timeout=timeout, context=context) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -198,14 +199,15 @@ class _ChildProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def _wait_ready(self, url: str, timeout: float, ok: tuple[int, ...]) -> None:
+    def _wait_ready(self, url: str, timeout: float, ok: tuple[int, ...],
+                    context: ssl.SSLContext | None = None) -> None:
         deadline = time.monotonic() + timeout
         while True:
             if self.process is None or self.process.poll() is not None:
                 code = None if self.process is None else self.process.returncode
                 raise LocalServerError(f"{self.name} exited (code {code}) before it was ready; its log "
                                        f"({self.log_path}) ends with:\n{tail(self.log_path)}")
-            if _http_status(url) in ok:
+            if _http_status(url, context=context) in ok:
                 return
             if time.monotonic() > deadline:
                 self.stop()
@@ -368,7 +370,9 @@ class LocalVectorizer(_ChildProcess):
 
     def __init__(self, serve_args: Sequence[str] = (), *, host: str = LOOPBACK, port: int = 0,
                  python: str | None = None, log_path: Path | None = None,
-                 extra_env: Mapping[str, str] | None = None, grpc_port: int | None = None) -> None:
+                 extra_env: Mapping[str, str] | None = None, grpc_port: int | None = None,
+                 tls_ca_file: str | Path | None = None) -> None:
+        """`tls_ca_file`: the server serves HTTPS (its serve_args name the certificate) signed by this CA."""
         super().__init__(log_path)
         self.serve_args = list(serve_args)
         self.host = host
@@ -377,10 +381,11 @@ class LocalVectorizer(_ChildProcess):
         self.grpc_port = (grpc_port or free_port(host, avoid=[self.port])) if grpc_port is not None else None
         self.python = python or sys.executable
         self.extra_env = dict(extra_env or {})
+        self.tls_ca_file = str(tls_ca_file) if tls_ca_file else None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls_ca_file else 'http'}://{self.host}:{self.port}"
 
     @property
     def grpc_address(self) -> str | None:
@@ -393,7 +398,8 @@ class LocalVectorizer(_ChildProcess):
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self._spawn(argv, env)
-        self._wait_ready(f"{self.url}/.well-known/ready", timeout, ok=(200, 204))
+        context = ssl.create_default_context(cafile=self.tls_ca_file) if self.tls_ca_file else None
+        self._wait_ready(f"{self.url}/.well-known/ready", timeout, ok=(200, 204), context=context)
         return self
 
     def restart(self, timeout: float = 900.0) -> LocalVectorizer:

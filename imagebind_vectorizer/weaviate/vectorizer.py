@@ -8,14 +8,19 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import ssl
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.client import split_url
 from imagebind_vectorizer.weaviate.errors import QueryError, WeaviateConnectError
+
+if TYPE_CHECKING:
+    from imagebind_vectorizer.settings import ConnectionSettings
 
 
 def encode_item(kind: InputKind, item: bytes | str) -> str:
@@ -28,27 +33,53 @@ def encode_item(kind: InputKind, item: bytes | str) -> str:
 
 
 class VectorizerClient:
-    def __init__(self, url: str, timeout_s: float = 600.0) -> None:
+    """Our server over HTTP. `api_key` (or the password of a `http://user:KEY@host` URL, as in
+    Weaviate's BIND_INFERENCE_API) is sent as `Authorization: Bearer`; `ca_file` verifies an https
+    server signed by a private CA (default: the system's CAs). Messages show the URL without the key."""
+
+    def __init__(self, url: str, timeout_s: float = 600.0, *, api_key: str | None = None,
+                 ca_file: str | None = None) -> None:
         scheme, host, port = split_url(url)
-        self.url = url.rstrip("/")
-        self._scheme, self._host, self._port = scheme, host, port
+        parts = urlsplit(url if "://" in url else "http://" + url)
+        self.url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}{parts.path.rstrip('/')}"
+        self._scheme, self._host, self._port, self._prefix = scheme, host, port, parts.path.rstrip("/")
+        self._api_key = api_key or (unquote(parts.password) if parts.password else None)
+        self._ssl = ssl.create_default_context(cafile=ca_file) if scheme == "https" else None
+        if ca_file and scheme != "https":
+            raise WeaviateConnectError(f"a CA file was given but {self.url} is not https://")
         self.timeout_s = timeout_s
         self._meta: dict[str, Any] | None = None
 
+    @classmethod
+    def from_connection(cls, connection: ConnectionSettings) -> VectorizerClient:
+        """From --server, --server-api-key, --server-ca-file and --timeout (or their variables)."""
+        return cls(connection.server, timeout_s=connection.timeout, api_key=connection.server_api_key,
+                   ca_file=connection.server_ca_file)
+
     def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-        conn = cls(self._host, self._port, timeout=self.timeout_s)
+        if self._ssl is not None:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.timeout_s, context=self._ssl)
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout_s)
         try:
-            conn.putrequest(method, path, skip_accept_encoding=True)
+            conn.putrequest(method, self._prefix + path, skip_accept_encoding=True)
+            if self._api_key:
+                conn.putheader("Authorization", f"Bearer {self._api_key}")
             if body is not None:
                 conn.putheader("Content-Length", str(len(body)))
             conn.endheaders(body)
             response = conn.getresponse()
-            return response.status, response.read()
+            status, data = response.status, response.read()
         except (OSError, http.client.HTTPException) as exc:
             raise WeaviateConnectError(f"cannot reach the vectorizer server at {self.url}: {exc}") from None
         finally:
             conn.close()
+        if status == 401:
+            hint = "send a key (--server-api-key / IMAGEBIND_SERVER_API_KEY)" if not self._api_key \
+                else "the key was refused"
+            raise WeaviateConnectError(f"the vectorizer server at {self.url} requires an API key: {hint}")
+        return status, data
 
     def meta(self, refresh: bool = False) -> dict[str, Any]:
         if self._meta is None or refresh:

@@ -72,16 +72,20 @@ def e2e_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Pat
 
 
 # Servers -----------------------------------------------------------------------------------------
+def e2e_serve_args(checkpoint: Path, config_path: Path) -> list[str]:
+    """`serve` flags of our server in the end-to-end tests (the tiny checkpoint, unit vectors)."""
+    return ["--checkpoint", str(checkpoint), "--model-config", str(config_path), "--output-scaling", "unit",
+            "--log-format", "text", "--log-level", "info", "--shutdown-grace-s", "5"]
+
+
 @pytest.fixture(scope="session")
 def vectorizer(request: pytest.FixtureRequest, e2e_checkpoint: Path, tiny_config_path: Path,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalVectorizer]:
     port = _option(request.config, "--vectorizer-port", "IBV_E2E_VECTORIZER_PORT")
     logs = tmp_path_factory.mktemp("logs")
-    server = LocalVectorizer(
-        ["--checkpoint", str(e2e_checkpoint), "--model-config", str(tiny_config_path), "--output-scaling", "unit",
-         "--log-format", "text", "--log-level", "info", "--shutdown-grace-s", "5"],
-        port=int(port) if port else 0, log_path=logs / "vectorizer.log", python=sys.executable,
-        grpc_port=0)  # gRPC on a free port: ingest --segments streams long files to it
+    server = LocalVectorizer(e2e_serve_args(e2e_checkpoint, tiny_config_path), port=int(port) if port else 0,
+                             log_path=logs / "vectorizer.log", python=sys.executable,
+                             grpc_port=0)  # gRPC on a free port: ingest --segments streams long files to it
     try:
         server.start(timeout=180)
     except LocalServerError as exc:

@@ -158,7 +158,8 @@ class ServeProcess:
 
 
 def start_serve(settings: Settings, log_path: Path, *, timeout: float = 120,
-                extra_args: Iterable[str] = (), preexec_fn: Callable[[], None] | None = None) -> ServeProcess:
+                extra_args: Iterable[str] = (), preexec_fn: Callable[[], None] | None = None,
+                env: Mapping[str, str] | None = None) -> ServeProcess:
     """`python -m imagebind_vectorizer serve` on free ports (HTTP on port 0, read back from its
     "listening" log line). Returns once it listens; readiness is left to the caller."""
     args = [sys.executable, "-m", "imagebind_vectorizer", "serve", "--host", "127.0.0.1", "--port", "0",
@@ -167,7 +168,7 @@ def start_serve(settings: Settings, log_path: Path, *, timeout: float = 120,
             "--queue-size", str(settings.queue_size), "--shutdown-grace-s", str(settings.shutdown_grace_s),
             *(["--checkpoint", settings.checkpoint] if settings.checkpoint else ["--random-weights"]),
             *extra_args]
-    return launch_server(args, log_path, timeout=timeout, preexec_fn=preexec_fn)
+    return launch_server(args, log_path, timeout=timeout, preexec_fn=preexec_fn, env=env)
 
 
 def launch_server(args: list[str], log_path: Path, *, env: Mapping[str, str] | None = None,
