@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 
@@ -76,6 +77,9 @@ class Server:
                                                 "grpc": f"{s.host}:{self.grpc_port}" if self.grpc_port else None,
                                                 "scheme": "https" if tls is not None else "http"}})
         log.info("security", extra={"fields": self.security.describe()})
+        if not self.security.http.api.enabled and not _is_loopback(s.host):
+            log.warning("no API keys: anyone who can reach this host's ports can use the server and read /metrics "
+                        "(set --api-key-file, or keep it on a private network; see README, Security)")
 
     async def start(self) -> None:
         await self.start_transports()
@@ -98,6 +102,13 @@ class Server:
         await self.engine.close()
         self.segmenter.close()
         return finished
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 async def run(settings: Settings, engine: Engine | None = None) -> int:

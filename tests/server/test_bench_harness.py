@@ -47,3 +47,23 @@ def test_overload_bench_runs_end_to_end(tiny_config_path: Path, tmp_path: Path) 
     attacks = record["hostile"]["attacks"]
     assert record["hostile"]["server_alive"]
     assert set(attacks["declared"]) == {"413"} and set(attacks["tiny-texts"]) == {"400"}
+
+
+def test_bench_against_a_server_with_a_key_and_tls(tiny_config_path: Path, tmp_path: Path) -> None:
+    """--api-key and --tls-*: the servers run with them, every client (HTTP as Weaviate sends the key,
+    gRPC metadata, metrics and probes) reaches them, and the record says so without the key."""
+    from tests.certs import TestCA
+
+    ca = TestCA()
+    cert, key = ca.server().write(tmp_path / "pki", "server")
+    api_key = "bench-key-0123456789abcdef"
+    assert main(["--model-config", str(tiny_config_path), "--dtype", "float32", "--kinds", "text",
+                 "--concurrency", "1", "--rounds", "2", "--probes", "1", "--matmul-size", "256", "--no-baseline",
+                 "--api-key", api_key, "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                 "--ca-file", str(ca.write(tmp_path / "pki" / "ca.pem")), "--out", str(tmp_path)]) == 0
+    [result] = tmp_path.glob("bench-*.json")
+    text = result.read_text()
+    record = json.loads(text)
+    assert {(r["transport"], r["errors"], r["requests"]) for r in record["levels"]} == {("http", 0, 2), ("grpc", 0, 2)}
+    assert record["security"] == {"api_key": True, "tls": True}
+    assert api_key not in text
