@@ -8,6 +8,7 @@ the key. One Weaviate per scenario, started here."""
 from __future__ import annotations
 
 import base64
+import json
 import sys
 import uuid as uuidlib
 from collections.abc import Iterator
@@ -196,3 +197,45 @@ def _rejected(client: VectorizerClient) -> bool:
     except WeaviateConnectError as exc:
         return "requires an API key" in str(exc)
     return False
+
+
+def test_the_cli_reaches_a_server_with_a_key_and_a_private_ca(https_stack: Stack, samples, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A composed search and a classification, both of which embed their inputs on our server: the key
+    from IMAGEBIND_SERVER_API_KEY, the private CA from --server-ca-file."""
+    from imagebind_vectorizer.cli import main
+
+    client = connect(https_stack.weaviate.url, grpc_port=https_stack.weaviate.grpc_port, timeout_s=300)
+    name = f"E2eSecuredCli{uuidlib.uuid4().hex[:6]}"
+    image = tmp_path / "query.png"
+    image.write_bytes(samples[InputKind.IMAGE][0])
+    try:
+        collection = create_collection(client, make_spec(name))
+        both = str(uuidlib.uuid4())
+        result = collection.data.insert_many([
+            DataObject(properties={"text": TEXTS[0], "image": b64(samples[InputKind.IMAGE][0])}, uuid=both),
+            DataObject(properties={"text": TEXTS[1]})])
+        assert not result.errors
+        server = ["--server", https_stack.vectorizer.url, "--server-ca-file", str(https_stack.ca_file)]
+        connection = ["--weaviate-url", https_stack.weaviate.url,
+                      "--weaviate-grpc-port", str(https_stack.weaviate.grpc_port)]
+        search_args = ["search", "--collection", name, "--text", TEXTS[0], "--image", str(image), "--json",
+                       *connection, *server]
+        classify_args = ["classify", "--labels", ",".join(TEXTS), "--text", TEXTS[1], "--json", *server]
+
+        monkeypatch.delenv("IMAGEBIND_SERVER_API_KEY", raising=False)
+        capsys.readouterr()
+        assert main(search_args) == 2
+        assert "requires an API key" in capsys.readouterr().err
+        monkeypatch.setenv("IMAGEBIND_SERVER_API_KEY", https_stack.key)
+        assert main(search_args) == 0
+        hits = json.loads(capsys.readouterr().out)
+        assert hits["results"][0]["uuid"] == both
+        assert main(classify_args) == 0
+        scores = json.loads(capsys.readouterr().out)
+        assert scores[0]["label"] == TEXTS[1]
+    finally:
+        if client.collections.exists(name):
+            client.collections.delete(name)
+        client.close()
