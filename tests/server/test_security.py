@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.errors import ConfigError
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.server.app import Server
 from imagebind_vectorizer.server.auth import RELOAD_INTERVAL_S
 from imagebind_vectorizer.server.grpc_service import SERVICE_NAME
