@@ -25,6 +25,12 @@ class CheckpointInfo:
     random_seed: int | None = None  # set when the weights are random
 
     @property
+    def name(self) -> str | None:
+        """The file's name, what clients see: the absolute path stays in the server's own log (a
+        path tells a caller about the host's folders, and Weaviate shows /meta to all its users)."""
+        return Path(self.path).name if self.path else None
+
+    @property
     def weights(self) -> str:
         return "random" if self.random_seed is not None else "checkpoint"
 

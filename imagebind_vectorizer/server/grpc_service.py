@@ -350,7 +350,7 @@ def meta_response(info: ModelInfo | None, state: str, error: str | None, setting
         model=ModelInfo.MODEL, name=info.name, server=ModelInfo.SERVER, server_version=info.server_version,
         state=state, architecture=info.architecture,
         architecture_config_json=json.dumps(dict(info.architecture_config)), dimensions=info.dimensions,
-        checkpoint=pb.Checkpoint(path=checkpoint.path or "", size_bytes=checkpoint.size or 0,
+        checkpoint=pb.Checkpoint(name=checkpoint.name or "", size_bytes=checkpoint.size or 0,
                                  sha256=checkpoint.sha256 or "", weights=checkpoint.weights),
         encoders=list(info.encoders), modalities=[MODALITY_OF_KIND[kind] for kind in info.input_kinds],
         device=info.device, dtype=info.dtype, preprocessing=info.preprocessing.value,

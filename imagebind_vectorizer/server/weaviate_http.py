@@ -182,7 +182,7 @@ def meta_json(info: ModelInfo | None, state: str, error: str | None) -> dict[str
         "architectureConfig": info.architecture_config,
         "dimensions": info.dimensions,
         "checkpoint": {
-            "path": info.checkpoint.path,
+            "name": info.checkpoint.name,
             "sizeBytes": info.checkpoint.size,
             "sha256": info.checkpoint.sha256,
             "weights": info.checkpoint.weights,

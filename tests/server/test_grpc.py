@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -125,7 +126,8 @@ def test_meta(stub, server: InProcessServer) -> None:
     meta = stub.Meta(pb.MetaRequest(), timeout=10)
     assert meta.model == "ImageBindModel" and meta.state == "ready"
     assert meta.architecture == "tiny" and meta.dimensions == TINY_DIM
-    assert meta.checkpoint.path == server.settings.checkpoint and meta.checkpoint.weights == "checkpoint"
+    assert meta.checkpoint.name == Path(server.settings.checkpoint).name and meta.checkpoint.weights == "checkpoint"
+    assert meta.checkpoint.path == "", "the server's folders stay private"
     assert meta.checkpoint.size_bytes > 0
     assert list(meta.encoders) == ["vision", "text", "audio", "depth", "thermal", "imu"]
     assert set(meta.modalities) == set(pb.Modality.values()) - {pb.MODALITY_UNSPECIFIED}

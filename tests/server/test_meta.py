@@ -29,7 +29,7 @@ def test_http_meta_keeps_its_keys_and_values() -> None:
         "model": "ImageBindModel", "version": 1, "name": "imagebind-huge", "server": "imagebind-vectorizer",
         "serverVersion": "9.9.9", "architecture": "huge", "architectureConfig": {"out_embed_dim": 1024},
         "dimensions": 1024,
-        "checkpoint": {"path": "/w/imagebind_huge.pth", "sizeBytes": 4_800_000_000, "sha256": "ab" * 32,
+        "checkpoint": {"name": "imagebind_huge.pth", "sizeBytes": 4_800_000_000, "sha256": "ab" * 32,
                        "weights": "checkpoint"},
         "modalities": ["text", "audio"], "inputKinds": ["text", "audio"], "device": "cuda:0", "dtype": "bfloat16",
         "preprocessing": "weaviate-legacy", "outputScaling": "official",
@@ -49,8 +49,8 @@ def test_grpc_meta_renders_the_same_record() -> None:
     assert (meta.model, meta.name, meta.server, meta.server_version, meta.state) == (
         "ImageBindModel", "imagebind-huge", "imagebind-vectorizer", "9.9.9", "ready")
     assert json.loads(meta.architecture_config_json) == {"out_embed_dim": 1024} and meta.dimensions == 1024
-    assert (meta.checkpoint.path, meta.checkpoint.size_bytes, meta.checkpoint.sha256, meta.checkpoint.weights) == (
-        "/w/imagebind_huge.pth", 4_800_000_000, "ab" * 32, "checkpoint")
+    assert (meta.checkpoint.name, meta.checkpoint.size_bytes, meta.checkpoint.sha256, meta.checkpoint.weights) == (
+        "imagebind_huge.pth", 4_800_000_000, "ab" * 32, "checkpoint")
     assert list(meta.encoders) == ["text", "audio"]
     assert list(meta.modalities) == [pb.MODALITY_TEXT, pb.MODALITY_AUDIO]
     assert (meta.device, meta.dtype, meta.preprocessing, meta.output_scaling) == (
@@ -69,4 +69,14 @@ def test_random_weights_say_so() -> None:
     random = CheckpointInfo(path=None, size=None, sha256=None, random_seed=0)
     assert random.weights == "random" and random.model_id == "random-0"
     assert meta_json(dataclasses.replace(INFO, checkpoint=random), "ready", None)["checkpoint"] == {
-        "path": None, "sizeBytes": None, "sha256": None, "weights": "random"}
+        "name": None, "sizeBytes": None, "sha256": None, "weights": "random"}
+
+
+def test_neither_transport_reveals_the_checkpoints_folder() -> None:
+    """/meta reaches every Weaviate user (Weaviate shows it under /v1/meta): the checkpoint is named
+    by its file name and digest, never by where it lies on the server."""
+    http = json.dumps(meta_json(INFO, "ready", None))
+    grpc = str(meta_response(INFO, "ready", None, Settings()))
+    for text in (http, grpc):
+        assert "imagebind_huge.pth" in text and "ab" * 32 in text
+        assert "/w/" not in text

@@ -176,16 +176,18 @@ class MetaRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Checkpoint(_message.Message):
-    __slots__ = ("path", "size_bytes", "sha256", "weights")
+    __slots__ = ("path", "size_bytes", "sha256", "weights", "name")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     path: str
     size_bytes: int
     sha256: str
     weights: str
-    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., weights: _Optional[str] = ...) -> None: ...
+    name: str
+    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., weights: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class MetaResponse(_message.Message):
     __slots__ = ("model", "name", "server", "server_version", "state", "architecture", "architecture_config_json", "dimensions", "checkpoint", "encoders", "modalities", "device", "dtype", "preprocessing", "output_scaling", "max_message_bytes", "stream_max_in_flight", "error", "segment_seconds", "segment_overlap_seconds", "max_segment_source_bytes", "max_segment_source_seconds", "max_segment_streams")
