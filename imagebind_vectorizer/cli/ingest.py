@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="insert objects again even if they exist (updates their metadata)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--follow-symlinks", action="store_true",
+                        help="read symbolic links that point outside DIR, and enter linked folders (by default "
+                             "they are reported and skipped, so nothing outside DIR reaches Weaviate)")
     moments = parser.add_argument_group("moments (long audio and video as timed segments)")
     moments.add_argument("--segments", metavar="SECONDS[,OVERLAP]",
                          help="segment every audio and video file into windows (e.g. 10s or 20s,3s) and store each "
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         collection = get_collection(client, args.collection)
         report = ingest_folder(collection, args.folder, manifest=args.manifest, batch_size=args.batch_size,
                                overwrite=args.overwrite, progress=not args.no_progress and sys.stderr.isatty(),
-                               on_problem=lambda p: tqdm.write(f"failed: {p}", file=sys.stderr))
+                               on_problem=lambda p: tqdm.write(f"failed: {p}", file=sys.stderr),
+                               follow_symlinks=args.follow_symlinks)
     finally:
         client.close()
     print(format_report(report, collection.name))
@@ -83,14 +87,16 @@ def run_moments(args: argparse.Namespace) -> int:
         print(f"error: --segments: {exc}", file=sys.stderr)
         return 2
     connection = ConnectionSettings.load(args)
-    server = SegmentClient(connection.server_grpc_address(), timeout_s=None)
+    server = SegmentClient(connection.server_grpc_address(), timeout_s=None, api_key=connection.server_api_key,
+                           ca_file=connection.server_ca_file, tls=connection.server.startswith("https://"))
     client = connect_from_args(args)
     try:
         collection = get_collection(client, args.collection)
         report = ingest_moments(collection, args.folder, server, spec=spec, profile=server.preprocessing(),
                                 manifest=args.manifest, batch_size=args.batch_size, segment_over=args.segment_over,
                                 progress=not args.no_progress and sys.stderr.isatty(),
-                                on_problem=lambda p: tqdm.write(f"problem: {p}", file=sys.stderr))
+                                on_problem=lambda p: tqdm.write(f"problem: {p}", file=sys.stderr),
+                                follow_symlinks=args.follow_symlinks)
     finally:
         client.close()
         server.close()

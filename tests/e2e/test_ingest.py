@@ -230,3 +230,19 @@ def test_weights_that_an_incomplete_object_would_shift_are_warned_about(client, 
     assert report.ok and report.inserted == 2
     assert len(report.warnings) == 1
     assert "vector 'mix' has per-field weights, and 1 object(s) lack some of its fields" in report.warnings[0]
+
+
+def test_links_out_of_the_folder_stay_out_of_weaviate_unless_asked(client, cli, tmp_path: Path, collection_name):
+    outside = write_files(tmp_path / "elsewhere", {"secret.txt": "a private note from another folder"})
+    folder = write_files(tmp_path / "linked", {"note.txt": "a public note"})
+    (folder / "secret.txt").symlink_to(outside / "secret.txt")
+    cli("collection", "create", collection_name)
+    code, out, err = cli("ingest", str(folder), "--collection", collection_name)
+    assert code == 1 and "secret.txt: a symbolic link to a file outside" in out + err
+    collection = client.collections.get(collection_name)
+    texts = {o.properties["text"] for o in collection.query.fetch_objects(limit=10).objects}
+    assert texts == {"a public note"}
+    code, out, err = cli("ingest", str(folder), "--collection", collection_name, "--follow-symlinks")
+    assert code == 0, out + err
+    texts = {o.properties["text"] for o in collection.query.fetch_objects(limit=10).objects}
+    assert texts == {"a public note", "a private note from another folder"}

@@ -90,3 +90,61 @@ def test_manifest_wins_over_sidecar_and_absolute_paths_inside_the_folder_are_acc
 def test_a_missing_folder_is_an_error(tmp_path: Path):
     with pytest.raises(WeaviateSideError, match="is not a folder"):
         plan_folder(tmp_path / "nope")
+
+
+# Symbolic links ----------------------------------------------------------------------------------------
+@pytest.fixture
+def linked(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder to ingest holding links: to a file and a folder outside, to a sidecar outside, and
+    to a file inside; plus the outside folder they point at."""
+    outside = write_files(tmp_path / "elsewhere", {
+        "secret.txt": "not for the collection", "photos/far.png": media.image_bytes("PNG", 32, 24, seed=9),
+        "meta.json": '{"owner": "someone else"}'})
+    folder = write_files(tmp_path / "in", {"a.png": media.image_bytes("PNG", 32, 24, seed=1), "sub/b.txt": "hello"})
+    (folder / "secret.txt").symlink_to(outside / "secret.txt")
+    (folder / "far").symlink_to(outside / "photos", target_is_directory=True)
+    (folder / "a.png.json").symlink_to(outside / "meta.json")
+    (folder / "b-again.txt").symlink_to(folder / "sub" / "b.txt")
+    return folder, outside
+
+
+def test_links_out_of_the_folder_are_reported_and_not_read(linked: tuple[Path, Path]):
+    folder, _ = linked
+    planned, problems = plan_folder(folder)
+    assert [p.label for p in planned] == ["a.png", "b-again.txt", "sub/b.txt"]
+    assert planned[0].metadata == {}, "a sidecar linked from elsewhere is not applied"
+    reasons = {p.source: p.reason for p in problems}
+    assert set(reasons) == {"a.png.json", "far", "secret.txt"}
+    assert all("outside" in r and "--follow-symlinks" in r for r in reasons.values())
+    assert "a symbolic link to a folder" in reasons["far"]
+    texts = [build_object(p, {}).properties.get("text") for p in planned]
+    assert "not for the collection" not in texts
+
+
+def test_follow_symlinks_reads_them(linked: tuple[Path, Path]):
+    folder, _ = linked
+    planned, problems = plan_folder(folder, follow_symlinks=True)
+    assert problems == []
+    labels = [p.label for p in planned]
+    assert labels == ["a.png", "b-again.txt", "secret.txt", "far/far.png", "sub/b.txt"]  # os.walk: files first
+    assert planned[0].metadata == {"owner": "someone else"}
+    assert build_object(planned[labels.index("secret.txt")], {}).properties["text"] == "not for the collection"
+
+
+def test_a_link_loop_ends(tmp_path: Path):
+    folder = write_files(tmp_path / "in", {"a.txt": "a"})
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    planned, problems = plan_folder(folder, follow_symlinks=True)
+    assert [p.label for p in planned] == ["a.txt"] and problems == []
+    planned, problems = plan_folder(folder)
+    assert [p.label for p in planned] == ["a.txt"] and problems == []  # a link inside the folder: nothing lost
+
+
+def test_a_file_swapped_for_a_link_after_planning_is_not_read(tmp_path: Path):
+    outside = write_files(tmp_path / "elsewhere", {"secret.txt": "not for the collection"})
+    folder = write_files(tmp_path / "in", {"note.txt": "harmless"})
+    planned, _ = plan_folder(folder)
+    (folder / "note.txt").unlink()
+    (folder / "note.txt").symlink_to(outside / "secret.txt")
+    with pytest.raises(WeaviateSideError, match="became a symbolic link"):
+        build_object(planned[0], {})

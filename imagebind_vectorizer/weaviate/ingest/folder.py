@@ -52,15 +52,17 @@ class IngestReport:
 
 def ingest_folder(collection: Collection, root: Path, *, manifest: Path | None = None, batch_size: int = 32,
                   max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES, overwrite: bool = False, progress: bool = True,
-                  on_problem: Callable[[Problem], None] | None = None) -> IngestReport:
+                  on_problem: Callable[[Problem], None] | None = None,
+                  follow_symlinks: bool = False) -> IngestReport:
     """Plan, build and insert; see the module docstring. Never raises for a bad file: every
-    problem is in the report. Raises WeaviateSideError only before anything was sent."""
+    problem is in the report. Raises WeaviateSideError only before anything was sent. Symbolic
+    links out of `root` are reported, not read, unless `follow_symlinks`."""
     from tqdm import tqdm
 
     if batch_size < 1:
         raise WeaviateSideError("--batch-size must be at least 1")
     info = describe(collection)
-    planned, problems = plan_folder(root, manifest)
+    planned, problems = plan_folder(root, manifest, follow_symlinks=follow_symlinks)
     run = _Ingest(collection, info, overwrite=overwrite, max_batch_bytes=max_batch_bytes,
                   notify=on_problem or (lambda problem: None))
     run.report.planned = len(planned) + len(problems)

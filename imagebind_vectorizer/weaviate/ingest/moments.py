@@ -67,9 +67,11 @@ class _File:
 
 def ingest_moments(collection: Collection, root: Path, server: SegmentClient, *, spec: WindowSpec, profile: str,
                    manifest: Path | None = None, batch_size: int = 64, segment_over: float | None = None,
-                   progress: bool = True, on_problem: Callable[[Problem], None] | None = None) -> MomentsReport:
+                   progress: bool = True, on_problem: Callable[[Problem], None] | None = None,
+                   follow_symlinks: bool = False) -> MomentsReport:
     """Segment every audio and video file under `root` into the moment collection. Never raises
-    for a bad file (it is in the report); raises WeaviateSideError only before anything was sent."""
+    for a bad file (it is in the report); raises WeaviateSideError only before anything was sent.
+    Symbolic links out of `root` are reported, not read, unless `follow_symlinks`."""
     from tqdm import tqdm
 
     if batch_size < 1:
@@ -78,7 +80,7 @@ def ingest_moments(collection: Collection, root: Path, server: SegmentClient, *,
     require_moments(info)
     notify = on_problem or (lambda problem: None)
     report = MomentsReport()
-    planned, problems = plan_folder(root, manifest)
+    planned, problems = plan_folder(root, manifest, follow_symlinks=follow_symlinks)
     for problem in problems:
         report.failed.append(problem)
         notify(problem)
@@ -123,6 +125,7 @@ def _identify(item: PlannedObject, property_types: dict[str, str], segment_over:
         raise WeaviateSideError("groups are not segmented: give each recording its own file")
     source = item.files[0]
     try:
+        source.check_confined()
         with source.path.open("rb") as handle:
             head = handle.read(SNIFF_BYTES)
     except OSError as exc:

@@ -68,7 +68,7 @@ def build_object(planned: PlannedObject, property_types: Mapping[str, str]) -> B
     payload = 0
     for source in sorted(planned.files, key=lambda s: s.rel):
         try:
-            data = source.path.read_bytes()
+            data = source.read_bytes()
         except OSError as exc:
             raise WeaviateSideError(f"{source.rel}: cannot read: {exc.strerror or exc}") from None
         detected = sniff(data)

@@ -8,6 +8,9 @@
   CSV manifest (a `file` column with paths relative to the folder; every other column is a
   property; the manifest wins over sidecars). The keys `modality` and `group` are instructions,
   not properties.
+* Symbolic links are not followed out of the folder: a link to a file elsewhere is reported and
+  skipped (its bytes would otherwise end up in Weaviate), and linked folders are not entered,
+  unless `follow_symlinks` (`ingest --follow-symlinks`). Links that stay inside are read as usual.
 """
 
 from __future__ import annotations
@@ -35,6 +38,18 @@ class SourceFile:
     hint: InputKind | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     group: str | None = None
+    #: the folder the file must stay inside when read (None: symbolic links are followed anywhere)
+    confined_to: Path | None = None
+
+    def check_confined(self) -> None:
+        """Raise OSError if the file now leads out of its folder (the folder may have changed since
+        planning); call right before reading it."""
+        if self.confined_to is not None and outside(self.path, self.confined_to):
+            raise OSError(f"it became a symbolic link out of {self.confined_to}")
+
+    def read_bytes(self) -> bytes:
+        self.check_confined()
+        return self.path.read_bytes()
 
 
 @dataclass
@@ -115,16 +130,34 @@ def _manifest_path(raw: str, root: Path, manifest: Path, line: int) -> str:
     return rel.as_posix()
 
 
-def walk(root: Path) -> Iterator[Path]:
-    """Files under root in a stable order, hidden files and folders skipped."""
-    for dirpath, dirnames, filenames in os.walk(root):
+def outside(path: Path, root: Path) -> bool:
+    """Whether `path`, with every symbolic link resolved, lies outside `root`."""
+    return not path.resolve().is_relative_to(root.resolve())
+
+
+def walk(root: Path, *, follow_symlinks: bool = False) -> Iterator[Path]:
+    """Files under root in a stable order, hidden files and folders skipped. Linked folders are
+    entered only with `follow_symlinks` (each real folder once, so a link loop ends)."""
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_symlinks):
+        if follow_symlinks:
+            identity = (os.stat(dirpath).st_dev, os.stat(dirpath).st_ino)
+            if identity in seen:
+                dirnames[:] = []
+                continue
+            seen.add(identity)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield Path(dirpath) / name
+        if not follow_symlinks:  # os.walk lists linked folders but does not enter them: say so
+            for name in dirnames:
+                if (Path(dirpath) / name).is_symlink() and outside(Path(dirpath) / name, root):
+                    yield Path(dirpath) / name
 
 
-def plan_folder(root: Path, manifest: Path | None = None) -> tuple[list[PlannedObject], list[Problem]]:
+def plan_folder(root: Path, manifest: Path | None = None, *,
+                follow_symlinks: bool = False) -> tuple[list[PlannedObject], list[Problem]]:
     """The objects a folder makes, and the problems found while planning (not yet read or sent)."""
     root = Path(root)
     if not root.is_dir():
@@ -132,14 +165,23 @@ def plan_folder(root: Path, manifest: Path | None = None) -> tuple[list[PlannedO
     problems: list[Problem] = []
     manifest_rows = read_manifest(manifest, root) if manifest else {}
     skip = {manifest.resolve()} if manifest else set()
-    files = [p for p in walk(root) if p.resolve() not in skip]
+    files = []
+    for path in walk(root, follow_symlinks=follow_symlinks):
+        if path.resolve() in skip:
+            continue
+        if not follow_symlinks and outside(path, root):
+            what = "folder" if path.is_dir() else "file"
+            problems.append(Problem(path.relative_to(root).as_posix(), f"a symbolic link to a {what} outside "
+                                    f"{root}; not followed (--follow-symlinks to include it)"))
+            continue
+        files.append(path)
     names = {p for p in files}
     sources: list[SourceFile] = []
     for path in files:
         rel = path.relative_to(root).as_posix()
         if path.suffix.lower() == ".json":
             continue  # sidecars (and any other JSON) describe files; they are not objects
-        source = SourceFile(path, rel)
+        source = SourceFile(path, rel, confined_to=None if follow_symlinks else root)
         for folder in reversed(Path(rel).parts[:-1]):
             if folder.lower() in HINT_FOLDERS:
                 source.hint = HINT_FOLDERS[folder.lower()]
