@@ -99,7 +99,7 @@ def test_tls_and_client_ca_secrets_reach_the_server_and_the_probes_use_https():
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert main[probe]["httpGet"]["scheme"] == "HTTPS", probe
     test_pod = find(docs, "Pod")
-    assert test_pod["spec"]["containers"][0]["command"][-1] == f"https://{RELEASE}:8080/.well-known/ready"
+    assert test_pod["spec"]["containers"][0]["command"][-1] == f"https://{RELEASE}:8011/.well-known/ready"
 
 
 def test_service_monitor_sends_a_key_and_verifies_tls():
@@ -148,7 +148,7 @@ def test_network_policy_admits_weaviate_scrapers_and_the_test_pod_only():
 
 def test_notes_name_the_credentials_for_weaviate(tmp_path):
     text = render_notes(tmp_path, "-f", str(SECURED[0]), "--set", "tls.enabled=true", "--set", "tls.secretName=t")
-    assert (f"BIND_INFERENCE_API=https://weaviate:$(IMAGEBIND_API_KEY)@{RELEASE}.{NAMESPACE}.svc.cluster.local:8080\n"
+    assert (f"BIND_INFERENCE_API=https://weaviate:$(IMAGEBIND_API_KEY)@{RELEASE}.{NAMESPACE}.svc.cluster.local:8011\n"
             in text)
     assert "envSecrets" in text and "SSL_CERT_FILE" in text
     assert "and reflection" not in text and "authorization: Bearer" in text
