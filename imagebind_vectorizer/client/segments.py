@@ -23,10 +23,20 @@ _MODALITY = {InputKind.AUDIO: pb.MODALITY_AUDIO, InputKind.VIDEO: pb.MODALITY_VI
 
 
 class SegmentClient:
-    def __init__(self, address: str, timeout_s: float | None = None) -> None:
+    """`api_key` goes out as `authorization: Bearer` metadata; `tls` (implied by `ca_file`) speaks TLS,
+    verifying the server against `ca_file` or the system's CAs."""
+
+    def __init__(self, address: str, timeout_s: float | None = None, *, api_key: str | None = None,
+                 ca_file: str | os.PathLike[str] | None = None, tls: bool = False) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+        options = [("grpc.max_receive_message_length", 64 << 20)]
+        if tls or ca_file:
+            roots = Path(ca_file).read_bytes() if ca_file else None
+            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(roots), options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
         self._stub = pb_grpc.VectorizerStub(self._channel)
 
     def close(self) -> None:
@@ -70,7 +80,7 @@ class SegmentClient:
                     yield request
                     first = False
 
-        call = self._stub.VectorizeSegments(upload(), timeout=self.timeout_s)
+        call = self._stub.VectorizeSegments(upload(), timeout=self.timeout_s, metadata=self._metadata)
         try:
             for response in call:
                 if response.HasField("segment"):
@@ -100,6 +110,8 @@ def _error(exc: grpc.RpcError, address: str) -> Exception:
         return InputError(details or "the server refused the file", reason="invalid")
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
         return OverloadedError(details or "the server is busy")
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        return WeaviateConnectError(f"the vectorizer's gRPC service at {address} requires an API key: {details}")
     if code is grpc.StatusCode.UNAVAILABLE:
         return NotReadyError(f"the vectorizer's gRPC service at {address} is unavailable: {details}")
     return ImageBindError(f"segmenting failed at {address}: {code.name if code else ''} {details}")

@@ -536,3 +536,25 @@ def test_no_key_in_any_log_line(server_settings: Settings, tmp_path: Path) -> No
     assert "request rejected" in log and "key file re-read" in log and '"api_keys": 2' in log
     for secret in (OLD, NEW, WRONG, SCRAPER):
         assert secret not in log, f"a key appears in the server's output:\n{log}"
+
+
+def test_the_segment_client_sends_the_key_over_tls(loop_thread: LoopThread, server_settings: Settings,
+                                                   shared_embedder: Embedder, pki: dict, tmp_path: Path) -> None:
+    from imagebind_vectorizer.preprocess.segments import WindowSpec
+    from imagebind_vectorizer.weaviate.segment_client import SegmentClient
+
+    running = start_server(loop_thread, server_settings.replace(
+        tls_cert_file=str(pki["cert"]), tls_key_file=str(pki["key"]), api_keys=OLD), shared_embedder)
+    audio = tmp_path / "long.wav"
+    audio.write_bytes(media.wav_bytes(media.window_tone(6.0, 16000, 3.0, seed=2), 16000))
+    try:
+        with SegmentClient(running.grpc_target, ca_file=pki["server_ca_file"], api_key=OLD) as client:
+            segments = list(client.segments(audio, InputKind.AUDIO, WindowSpec(3.0, 0.0)))
+        assert [(s.start, s.end) for s in segments] == [(0, 3), (3, 6)]
+        assert all(InputKind.AUDIO in s.vectors for s in segments)
+        for key in (None, WRONG):
+            with SegmentClient(running.grpc_target, ca_file=pki["server_ca_file"], api_key=key) as client, \
+                    pytest.raises(WeaviateConnectError, match="requires an API key"):
+                list(client.segments(audio, InputKind.AUDIO, WindowSpec(3.0, 0.0)))
+    finally:
+        running.stop()
