@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from imagebind_vectorizer.errors import ConfigError
 from imagebind_vectorizer.kinds import InputKind, parse_encoders
@@ -359,8 +360,9 @@ class ConnectionSettings:
     def server_grpc_address(self) -> str:
         if self.server_grpc:
             return self.server_grpc
-        host = self.server.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0] or "127.0.0.1"
-        return f"{host}:{SERVER_GRPC_PORT}"
+        # the URL's host only: never a user:KEY@ part (Weaviate-style credentials) or its port
+        host = urlsplit(self.server if "://" in self.server else "http://" + self.server).hostname or "127.0.0.1"
+        return f"[{host}]:{SERVER_GRPC_PORT}" if ":" in host else f"{host}:{SERVER_GRPC_PORT}"
 
     @classmethod
     def load(cls, args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None,

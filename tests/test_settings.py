@@ -147,3 +147,11 @@ def test_add_arguments_by_name_keeps_declared_groups() -> None:
     assert Settings.load(args, env={}).dtype == "bfloat16"
     with pytest.raises(SystemExit):
         parser.parse_args(["--dtype", "float64"])
+
+
+def test_the_grpc_address_derived_from_server_never_carries_its_credentials() -> None:
+    from imagebind_vectorizer.settings import ConnectionSettings
+
+    address = ConnectionSettings.load(env={}, server="http://weaviate:SECRETKEY0123456789@vec.example:8011")
+    assert address.server_grpc_address() == "vec.example:50061"
+    assert ConnectionSettings.load(env={}, server="https://[::1]:8011").server_grpc_address() == "[::1]:50061"

@@ -45,7 +45,7 @@ class SegmentClient:
     def preprocessing(self) -> str:
         """The server's preprocessing profile (part of what a segment's vectors depend on)."""
         try:
-            return self._stub.Meta(pb.MetaRequest(), timeout=30).preprocessing
+            return self._stub.Meta(pb.MetaRequest(), timeout=30, metadata=self._metadata).preprocessing
         except grpc.RpcError as exc:
             raise _error(exc, self.address) from None
 

@@ -549,6 +549,7 @@ def test_the_segment_client_sends_the_key_over_tls(loop_thread: LoopThread, serv
     audio.write_bytes(media.wav_bytes(media.window_tone(6.0, 16000, 3.0, seed=2), 16000))
     try:
         with SegmentClient(running.grpc_target, ca_file=pki["server_ca_file"], api_key=OLD) as client:
+            assert client.preprocessing() == "official"
             segments = list(client.segments(audio, InputKind.AUDIO, WindowSpec(3.0, 0.0)))
         assert [(s.start, s.end) for s in segments] == [(0, 3), (3, 6)]
         assert all(InputKind.AUDIO in s.vectors for s in segments)
