@@ -111,7 +111,7 @@ def _error(exc: grpc.RpcError, address: str) -> Exception:
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
         return OverloadedError(details or "the server is busy")
     if code is grpc.StatusCode.UNAUTHENTICATED:
-        return WeaviateConnectError(f"the vectorizer's gRPC service at {address} requires an API key: {details}")
+        return ImageBindError(f"the vectorizer's gRPC service at {address} requires an API key: {details}")
     if code is grpc.StatusCode.UNAVAILABLE:
         return NotReadyError(f"the vectorizer's gRPC service at {address} is unavailable: {details}")
     return ImageBindError(f"segmenting failed at {address}: {code.name if code else ''} {details}")

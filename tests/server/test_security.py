@@ -540,8 +540,9 @@ def test_no_key_in_any_log_line(server_settings: Settings, tmp_path: Path) -> No
 
 def test_the_segment_client_sends_the_key_over_tls(loop_thread: LoopThread, server_settings: Settings,
                                                    shared_embedder: Embedder, pki: dict, tmp_path: Path) -> None:
-    from imagebind_vectorizer.preprocess.segments import WindowSpec
-    from imagebind_vectorizer.weaviate.segment_client import SegmentClient
+    from imagebind_vectorizer.client.segments import SegmentClient
+    from imagebind_vectorizer.errors import ImageBindError
+    from imagebind_vectorizer.moments import WindowSpec
 
     running = start_server(loop_thread, server_settings.replace(
         tls_cert_file=str(pki["cert"]), tls_key_file=str(pki["key"]), api_keys=OLD), shared_embedder)
@@ -555,7 +556,7 @@ def test_the_segment_client_sends_the_key_over_tls(loop_thread: LoopThread, serv
         assert all(InputKind.AUDIO in s.vectors for s in segments)
         for key in (None, WRONG):
             with SegmentClient(running.grpc_target, ca_file=pki["server_ca_file"], api_key=key) as client, \
-                    pytest.raises(WeaviateConnectError, match="requires an API key"):
+                    pytest.raises(ImageBindError, match="requires an API key"):
                 list(client.segments(audio, InputKind.AUDIO, WindowSpec(3.0, 0.0)))
     finally:
         running.stop()
