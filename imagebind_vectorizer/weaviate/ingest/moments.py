@@ -185,15 +185,23 @@ def stored_windows(collection: Collection, sha256: str, key: str) -> tuple[set[t
 
 
 def _fetch_all(collection: Collection, filters: Any, page: int = 1000) -> Iterator[Any]:
-    """Every object matching `filters` (a file's segments: a few hundred to a few thousand)."""
-    offset = 0
-    while True:
-        result = collection.query.fetch_objects(filters=filters, limit=page, offset=offset,
+    """Every object matching `filters` (a file's segments). Paged by window number rather than by
+    offset: Weaviate refuses offsets past QUERY_MAXIMUM_RESULTS (10,000 by default), and a 4-hour
+    file in 2-s windows has 14,400 objects."""
+    from weaviate.classes.query import Filter
+
+    total = collection.aggregate.over_all(filters=filters, total_count=True).total_count or 0
+    seen, low = 0, 0
+    while seen < total:
+        in_range = Filter.all_of([filters, Filter.by_property("segment").greater_or_equal(low),
+                                  Filter.by_property("segment").less_than(low + page)])
+        result = collection.query.fetch_objects(filters=in_range, limit=2 * page,
                                                 return_properties=["segment", "part", "last"])
+        seen += len(result.objects)
         yield from result.objects
-        if len(result.objects) < page:
+        low += page
+        if low > 10_000_000:  # windows are numbered from 0; nothing is this far
             return
-        offset += page
 
 
 def _ingest_file(collection: Collection, server: SegmentClient, source: _File, spec: WindowSpec, key: str,
