@@ -67,7 +67,7 @@ def flac_announcing(data: bytes, samples: int) -> bytes:
     return bytes(head)
 
 
-@pytest.mark.parametrize("announced", [1000, 200_000, 300_000, 10_000_000])
+@pytest.mark.parametrize("announced", [1000, 300_000, 10_000_000])
 def test_a_header_that_lies_about_the_length_gives_the_true_clips(announced: int) -> None:
     """The clip positions follow the decoded length; a header count is only a first guess."""
     true = media.encoded_audio(media.tone(6.3, 22050, channels=2, noise=0.1), 22050, "flac", "flac")

@@ -133,8 +133,7 @@ def test_clip_bounds_equal_the_reference_sampler(ref, clips: int) -> None:
 # the memory layout of the reference's views. The numbers stay the reference's to the bit, including
 # the float32 all-channel mean, whose rounding depends on that layout (6 channels at 48 kHz, 90001
 # samples: the resampled signal is contiguous there, and a clip spanning it is summed as one row).
-WINDOWED = [(6, 96000, 412800), (6, 96000, 1184640), (6, 48000, 90001), (2, 48000, 91201), (1, 8000, 240000),
-            (3, 22050, 169785), (16, 48000, 120000)]
+WINDOWED = [(6, 96000, 412800), (6, 96000, 1184640), (6, 48000, 90001), (1, 8000, 240000), (16, 48000, 120000)]
 
 
 @pytest.mark.reference
@@ -158,8 +157,8 @@ def many_channel_audio(fmt: str, channels: int, seconds: float) -> bytes:
     return media.encoded_audio(signal, 44100, "wv", "wavpack", sample_format="s16p")  # lossless, decodes planar
 
 
-MANY_CHANNELS = [(fmt, channels, 1.3) for channels in (8, 16, 32, 64) for fmt in ("wav", "wavpack")]
-MANY_CHANNELS += [("wavpack", 16, 3.1)]
+MANY_CHANNELS = [("wav", 8, 1.3), ("wav", 16, 1.3), ("wav", 64, 1.3), ("wavpack", 8, 1.3), ("wavpack", 32, 1.3),
+                 ("wavpack", 16, 3.1)]
 
 
 @pytest.mark.reference
