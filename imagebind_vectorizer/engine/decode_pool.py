@@ -162,10 +162,10 @@ class _Worker:
         self.limits = limits
         self.stopped: str | None = None  # why we killed it: "cancelled" or "closing"
         self.conn, child = context.Pipe(duplex=True)
-        self.exchange = os.memfd_create("imagebind-decoder", os.MFD_CLOEXEC)
-        os.ftruncate(self.exchange, _EXCHANGE_BYTES)  # sparse: pages are used as items touch them
+        self.exchange = _Exchange(os.memfd_create("imagebind-decoder", os.MFD_CLOEXEC))
+        os.ftruncate(self.exchange.fd, _EXCHANGE_BYTES)  # sparse: pages are used as items touch them
         self.process = context.Process(target=_worker_main, name="decoder", daemon=True,
-                                       args=(child, reduction.DupFd(self.exchange), preprocess, limits))
+                                       args=(child, reduction.DupFd(self.exchange.fd), preprocess, limits))
         self.process.start()
         child.close()
         if not self.conn.poll(START_TIMEOUT_S):
@@ -181,7 +181,7 @@ class _Worker:
         if deadline is not None:
             give_up = min(give_up, deadline)
         try:
-            _write_exchange(self.exchange, item)
+            self.exchange.write(item)
             self.conn.send_bytes(pickle.dumps((kind, options, len(item)), protocol=pickle.HIGHEST_PROTOCOL))
             if not self.conn.poll(max(0.0, give_up - time.monotonic())):
                 self.kill()
@@ -195,9 +195,8 @@ class _Worker:
                 _, message, reason, keep = header
                 raise _ItemFailed(message, reason, keep)
             _, dtype, shape = header
-            rows = torch.from_numpy(_read_exchange(self.exchange, np.dtype(dtype), shape))
-            if os.fstat(self.exchange).st_size > 2 * _EXCHANGE_BYTES:  # a huge item grew it: give it back
-                os.ftruncate(self.exchange, _EXCHANGE_BYTES)
+            rows = torch.from_numpy(self.exchange.read(np.dtype(dtype), shape))
+            self.exchange.shrink(_EXCHANGE_BYTES)
             return rows
         except (EOFError, OSError, pickle.UnpicklingError):
             error = self._death(kind)
@@ -230,8 +229,7 @@ class _Worker:
 
     def reap(self) -> None:
         self.conn.close()
-        with contextlib.suppress(OSError):
-            os.close(self.exchange)
+        self.exchange.close()
         with contextlib.suppress(ValueError, AssertionError):
             self.process.join(5)
             self.process.close()
@@ -252,7 +250,7 @@ def _worker_main(conn: Connection, exchange_fd: reduction.DupFd, preprocess_path
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash is reported, not dumped
     module, name = preprocess_path.split(":")
     preprocess: Callable[..., torch.Tensor] = getattr(importlib.import_module(module), name)
-    exchange = exchange_fd.detach()
+    exchange = _Exchange(exchange_fd.detach())
     limit_memory(limits.memory_mb)
     conn.send_bytes(b"ready")
     while True:
@@ -261,7 +259,7 @@ def _worker_main(conn: Connection, exchange_fd: reduction.DupFd, preprocess_path
         except (EOFError, OSError):
             return  # the pool is gone
         kind, options, size = pickle.loads(header)
-        item = _read_exchange(exchange, np.dtype(np.uint8), (size,)).tobytes()
+        item = exchange.read_bytes(size)
         limit_cpu(limits.cpu_s)
         array = None
         try:
@@ -276,7 +274,7 @@ def _worker_main(conn: Connection, exchange_fd: reduction.DupFd, preprocess_path
         except MemoryError:
             reply = ("error", _OUT_OF_MEMORY.format(kind=kind.value, mb=limits.memory_mb), "too_large", False)
         if array is not None:
-            _write_exchange(exchange, memoryview(array).cast("B"))
+            exchange.write(memoryview(array).cast("B"))
         conn.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
         del item, array
         if reply[0] == "error" and not reply[3]:
@@ -289,26 +287,57 @@ _OUT_OF_MEMORY = "decoding this {kind} input needs more than the {mb} MiB a deco
 _EXCHANGE_BYTES = 24 * 1024 * 1024
 
 
-def _write_exchange(fd: int, data: bytes | memoryview) -> None:
-    """Put `data` at the start of the exchange file, growing it if needed."""
-    if not len(data):
-        return
-    if os.fstat(fd).st_size < len(data):
-        os.ftruncate(fd, len(data))
-    with mmap.mmap(fd, len(data)) as shared:
-        shared[:] = data
+class _Exchange:
+    """The memory file both sides map: mapped once, remapped only when its size changed (a fresh
+    mapping per item would fault in every page of a video's 18 MB again)."""
 
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._map: mmap.mmap | None = None
 
-def _read_exchange(fd: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """A copy of the array at the start of the exchange file."""
-    count = math.prod(shape)
-    if count == 0:
-        return np.empty(shape, dtype)
-    with mmap.mmap(fd, count * dtype.itemsize) as shared:
-        view = np.frombuffer(shared, dtype, count)
-        array = view.reshape(shape).copy()
-        del view
-    return array
+    def _mapped(self, at_least: int) -> mmap.mmap:
+        size = os.fstat(self.fd).st_size
+        if size < at_least:
+            os.ftruncate(self.fd, at_least)
+            size = at_least
+        if self._map is None or len(self._map) != size:
+            if self._map is not None:
+                self._map.close()
+            self._map = mmap.mmap(self.fd, size)
+        return self._map
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Put `data` at the start of the file, growing it if needed."""
+        if len(data):
+            self._mapped(len(data))[: len(data)] = data
+
+    def read_bytes(self, size: int) -> bytes:
+        return self._mapped(size)[:size] if size else b""
+
+    def read(self, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+        """A copy of the array at the start of the file."""
+        count = math.prod(shape)
+        array = np.empty(shape, dtype)
+        if count:
+            view = np.frombuffer(self._mapped(count * dtype.itemsize), dtype, count)
+            array.reshape(-1)[:] = view
+            del view
+        return array
+
+    def shrink(self, size: int) -> None:
+        """Give back what a huge item grew the file to (the other side remaps when it sees the size)."""
+        if os.fstat(self.fd).st_size > 2 * size:
+            if self._map is not None:
+                self._map.close()
+                self._map = None
+            os.ftruncate(self.fd, size)
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
 
 
 def limit_memory(megabytes: int) -> None:
