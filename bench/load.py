@@ -51,7 +51,7 @@ class HttpClient:
         self.access = access or Access()
         self.conn: http.client.HTTPConnection | None = None
 
-    def post(self, body: bytes) -> tuple[int, bytes]:
+    def post(self, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         for attempt in (0, 1):  # like Go, resend once when a reused connection turns out closed
             if self.conn is None:
                 self.conn = self.access.http_connection(self.port, self.timeout)
@@ -63,6 +63,8 @@ class HttpClient:
                 for name, value in self.access.http_headers().items():
                     self.conn.putheader(name, value)
                 self.conn.putheader("Accept-Encoding", "gzip")
+                for name, value in (headers or {}).items():
+                    self.conn.putheader(name, value)
                 self.conn.endheaders(body)
                 response = self.conn.getresponse()
                 return response.status, response.read()
