@@ -25,6 +25,14 @@ class EngineMetrics:
                                      buckets=BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("imagebind_queue_depth", "Forward passes admitted and not yet computed",
                                  ["kind"], registry=r)
+        self.expected_wait = Gauge("imagebind_expected_wait_seconds",
+                                   "Expected seconds until an item of this kind admitted now is computed "
+                                   "(what admission compares with the queue time budget)", ["kind"], registry=r)
+        self.preemptions = Counter("imagebind_preemptions", "Forwards paused between two steps for more urgent work",
+                                   ["kind"], registry=r)
+        self.model_cost = Gauge("imagebind_model_seconds_per_row",
+                                "Learned seconds per forward pass at the kind's most efficient batch size", ["kind"],
+                                registry=r)
         self.stage_seconds = Histogram("imagebind_stage_seconds", "Time per item in each stage",
                                        ["kind", "stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.cache = Counter("imagebind_cache_lookups", "Vector cache lookups", ["kind", "result"], registry=r)

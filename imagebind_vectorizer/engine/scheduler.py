@@ -165,6 +165,19 @@ class Scheduler:
     def admit(self, items: Sequence[tuple[Hashable, int]], priority: Priority, now: float) -> list[Job]:
         """Jobs for (kind, rows) items, all or none. Raises InputError when the request can never
         fit, OverloadedError when it does not fit now."""
+        jobs = self._plan(items, priority, now)
+        for job in jobs:
+            bisect.insort(self._waiting.setdefault(job.kind, []), job, key=lambda j: j.due)
+            self._held_rows[job.kind] = self.held_rows(job.kind) + job.rows
+        self._live_jobs += len(jobs)
+        return jobs
+
+    def check(self, items: Sequence[tuple[Hashable, int]], priority: Priority, now: float) -> None:
+        """Raise what `admit` would raise now, admitting nothing (a transport's cheap pre-check
+        before it reads or decodes a body)."""
+        self._plan(items, priority, now)
+
+    def _plan(self, items: Sequence[tuple[Hashable, int]], priority: Priority, now: float) -> list[Job]:
         need: dict[Hashable, int] = {}
         for kind, rows in items:
             need[kind] = need.get(kind, 0) + rows
@@ -182,10 +195,6 @@ class Scheduler:
             jobs.append(Job(kind, rows, priority, now, now + stretch * cost, cost))
         if not self.idle:
             self._check_budget(jobs)
-        for job in jobs:
-            bisect.insort(self._waiting.setdefault(job.kind, []), job, key=lambda j: j.due)
-            self._held_rows[job.kind] = self.held_rows(job.kind) + job.rows
-        self._live_jobs += len(jobs)
         return jobs
 
     def _check_budget(self, jobs: list[Job]) -> None:

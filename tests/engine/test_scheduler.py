@@ -268,3 +268,13 @@ def test_priority_parsing() -> None:
     assert Priority.parse(None) is Priority.DEFAULT and Priority.parse(" Query ") is Priority.QUERY
     with pytest.raises(InputError, match="query or bulk"):
         Priority.parse("urgent")
+
+
+def test_check_refuses_what_admit_would_and_admits_nothing() -> None:
+    s = scheduler()
+    for _ in range(13):
+        s.admit([("image", 1)], Priority.DEFAULT, 0.0)
+    with pytest.raises(OverloadedError):
+        s.check([("image", 1)], Priority.DEFAULT, 0.0)
+    s.check([("text", 1)], Priority.DEFAULT, 0.0)
+    assert s.held_rows("text") == 0 and s.held_rows("image") == 13
