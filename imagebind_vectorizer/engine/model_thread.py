@@ -47,6 +47,8 @@ class ModelThread:
         self._clock = clock
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="model", daemon=True)
+        #: set while the thread waits with nothing it could run (tests wait for it)
+        self.idle = threading.Event()
         self._last: Task | None = None
 
     def start(self) -> None:
@@ -92,7 +94,9 @@ class ModelThread:
                         self._metrics.preemptions.labels(str(self._last.kind)).inc()
                     self._last = choice
                     # the slices' inputs are read under the lock: a caller may leave right after
+                    self.idle.clear()
                     return choice, (choice.inputs() if choice.forward is None else None)
+                self.idle.set()
                 self.lock.wait(choice)
         return None
 

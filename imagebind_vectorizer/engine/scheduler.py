@@ -140,6 +140,10 @@ class Scheduler:
     def held_rows(self, kind: Hashable) -> int:
         return self._held_rows.get(kind, 0)
 
+    def queued_rows(self, kind: Hashable) -> int:
+        """Rows preprocessed and waiting for a batch."""
+        return sum(job.rows - job.handed for job in self._waiting.get(kind, []) if job.inputs is not None)
+
     def open_tasks(self) -> list[Task]:
         return list(self._tasks)
 
