@@ -101,7 +101,10 @@ class Settings:
     modalities: str = _opt("all", "IMAGEBIND_MODALITIES",
                            "encoders to load, e.g. text,vision,audio (image/video use vision)", "model")
     device: str = _opt("cpu", "IMAGEBIND_DEVICE", "cpu, cuda or cuda:N", "model")
-    dtype: str = _opt("float32", "IMAGEBIND_DTYPE", "compute dtype", "model", choices=DTYPES)
+    dtype: str = _opt("auto", "IMAGEBIND_DTYPE",
+                      "compute dtype; auto measures at start-up what this CPU/GPU runs fastest (bfloat16 only "
+                      "where it is clearly faster than float32) and reports the choice and why in the log and /meta",
+                      "model", choices=("auto", *DTYPES))
     preprocessing: str = _opt("official", "IMAGEBIND_PREPROCESSING",
                               "official, or weaviate-legacy to reproduce Weaviate's old container",
                               "model", choices=tuple(p.value for p in Profile))
@@ -196,12 +199,23 @@ class Settings:
                                  "time to receive a whole HTTP request body once its headers are in; beyond, 408",
                                  "server")
     max_batch_size: int = _opt(32, "IMAGEBIND_MAX_BATCH_SIZE",
-                               "most forward passes in one batch (a video is 15)", "engine")
+                               "most forward passes in one batch (a video is 15); below it, batches grow only as "
+                               "far as the measured throughput gain pays", "engine")
     max_wait_ms: float = _opt(5.0, "IMAGEBIND_MAX_WAIT_MS",
-                              "longest wait for a batch to fill once work is queued", "engine")
+                              "longest wait for a batch to fill with items still being preprocessed (only where "
+                              "batching pays; a lone item never waits)", "engine")
+    queue_budget_s: float = _opt(40.0, "IMAGEBIND_QUEUE_BUDGET_S",
+                                 "admit an item only while its expected completion (the work due before it plus "
+                                 "its own forward passes, at the engine's measured speed) fits in this many "
+                                 "seconds; beyond, 429 / RESOURCE_EXHAUSTED at once. Default: Weaviate's 50 s "
+                                 "client timeout less 10 s for transfer and decoding", "engine")
     queue_size: int = _opt(256, "IMAGEBIND_QUEUE_SIZE",
-                           "most forward passes (an audio file is 3, a video 15) admitted per input kind; "
-                           "beyond, 429 / RESOURCE_EXHAUSTED", "engine")
+                           "most forward passes (an audio file is 3, a video 15) held per input kind, a bound on "
+                           "memory; beyond, 429 / RESOURCE_EXHAUSTED", "engine")
+    warmup: bool = _opt(True, "IMAGEBIND_WARMUP",
+                        "before reporting ready, page the weights in and time one forward per input kind (the "
+                        "first request is then as fast as later ones, and admission knows the model's speed)",
+                        "engine")
     workers: int = _opt(0, "IMAGEBIND_WORKERS",
                         "media decoder processes, and text tokenizer threads (0: one per CPU core)", "engine")
     text_trim: bool = _opt(True, "IMAGEBIND_TEXT_TRIM",
@@ -211,7 +225,8 @@ class Settings:
                            "engine")
     cache_kinds: str = _opt("text", "IMAGEBIND_CACHE_KINDS", "input kinds whose vectors are cached", "engine")
     shutdown_grace_s: float = _opt(30.0, "IMAGEBIND_SHUTDOWN_GRACE_S",
-                                   "on SIGTERM, how long queued work may finish", "server")
+                                   "on SIGTERM, how long admitted work may finish; then it is abandoned "
+                                   "(503 / UNAVAILABLE) and the process exits", "server")
     log_level: str = _opt("info", "IMAGEBIND_LOG_LEVEL", "log level", "server",
                           choices=("debug", "info", "warning", "error"))
     log_format: str = _opt("json", "IMAGEBIND_LOG_FORMAT", "structured JSON lines or plain text", "server",
@@ -259,10 +274,10 @@ class Settings:
         for name in ("max_batch_size", "queue_size", "max_request_items", "max_connections"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
-        if self.max_wait_ms < 0 or self.cache_size < 0 or self.workers < 0:
-            problems.append("max_wait_ms, cache_size and workers must not be negative")
-        if self.decode_cpu_s <= 0 or self.decode_wall_s <= 0 or self.decode_memory_mb < 64:
-            problems.append("decode_cpu_s and decode_wall_s must be positive, decode_memory_mb at least 64")
+        if self.max_wait_ms < 0 or self.cache_size < 0 or self.workers < 0 or self.shutdown_grace_s < 0:
+            problems.append("max_wait_ms, cache_size, workers and shutdown_grace_s must not be negative")
+        if not self.queue_budget_s > 0:
+            problems.append("queue_budget_s must be > 0")
         try:
             self.window_spec()
         except ValueError as exc:

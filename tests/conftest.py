@@ -52,7 +52,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Pa
 
 @pytest.fixture(scope="session")
 def tiny_settings(tiny_config_path: Path, tiny_checkpoint: Path) -> Settings:
-    return Settings.load(env={}, checkpoint=str(tiny_checkpoint), model_config=str(tiny_config_path))
+    # float32 explicitly: `--dtype auto` may pick bfloat16 on a CPU with AMX, and parity needs float32
+    return Settings.load(env={}, checkpoint=str(tiny_checkpoint), model_config=str(tiny_config_path), dtype="float32")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,14 @@
-"""The engine both transports call: admission with back-pressure, the vector cache, preprocessing
-(media in decoder processes, text in threads), per-kind dynamic batching, model calls on one model
-thread, and results back to each caller in order. It is the only place that knows about threads,
-processes, queues and devices."""
+"""The engine both transports call: admission by expected time, the vector cache, preprocessing
+(media in decoder processes, text in threads), and one model thread that runs whatever the
+scheduler says is most urgent, one step (stem, trunk block, head) at a time, with results back to
+each caller in order. It is the only place that knows about threads, processes, queues and devices.
+
+    admission (scheduler.admit) -> preprocess (pool) -> scheduler queue -> model thread -> finish
+
+Every admitted item holds its place until it is computed or its caller is gone: a disconnect, a
+cancelled RPC or a passed deadline drops it from the queue at once, and a batch whose items are
+all gone stops at its next step. Past the shutdown grace period everything still admitted fails
+with NotReadyError (HTTP 503 / UNAVAILABLE) and the forward in progress stops at its next step."""
 
 from __future__ import annotations
 
@@ -11,27 +18,40 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from imagebind_vectorizer.engine.batcher import Batcher, WorkItem
 from imagebind_vectorizer.engine.cache import VectorCache, content_key
+from imagebind_vectorizer.engine.costs import CostModel
 from imagebind_vectorizer.engine.decode_pool import DecodeLimits, DecodePool
 from imagebind_vectorizer.engine.metrics import EngineMetrics
+from imagebind_vectorizer.engine.model_thread import ModelThread, attach
+from imagebind_vectorizer.engine.scheduler import Job, Priority, Scheduler
 from imagebind_vectorizer.errors import DeadlineExceededError, InputError, NotReadyError, OverloadedError
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.model.checkpoint import prefetch_pages
+from imagebind_vectorizer.model.encoder import EncoderForward
 from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.runtime.info import ModelInfo
 from imagebind_vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: what the warm-up embeds per kind (the package's sample media: real decoding, real shapes)
+SAMPLE_MEDIA = Path(__file__).resolve().parent.parent / "sample_media"
+WARMUP_SAMPLES: Mapping[InputKind, str] = {
+    InputKind.IMAGE: "checkerboard.png", InputKind.AUDIO: "beep_440hz.wav", InputKind.VIDEO: "bouncing_ball.mp4",
+    InputKind.DEPTH: "room_depth.png", InputKind.THERMAL: "warm_hand_thermal.jpg", InputKind.IMU: "walking.csv",
+}
+WARMUP_TEXT = "a photo of a dog warming up"
 #: bytes of items hashed for the cache between yields to the event loop (~10 ms of sha256)
 HASH_SLICE_BYTES = 4 * 1024 * 1024
+
 
 class State(StrEnum):
     STARTING = "starting"
@@ -41,82 +61,103 @@ class State(StrEnum):
     FAILED = "failed"
 
 
-class _Slot:
-    """An admitted item's share of its kind's queue; released exactly once."""
-
-    __slots__ = ("engine", "kind", "released", "rows")
-
-    def __init__(self, engine: Engine, kind: InputKind, rows: int) -> None:
-        self.engine, self.kind, self.rows, self.released = engine, kind, rows, False
-
-    def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self.engine._release(self.kind, self.rows)
-
-
 class Engine:
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None,
-                 decode_pool: DecodePool | None = None) -> None:
+                 decode_pool: DecodePool | None = None, costs: CostModel | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.metrics = EngineMetrics()
         self.embedder = embedder
         self.state = State.STARTING
         self.load_error: str | None = None
         self.cache = VectorCache(settings.cache_size)
+        self.costs = costs or CostModel(settings.max_batch_size)
+        self.scheduler = Scheduler(self.costs, budget_s=settings.queue_budget_s, max_rows=settings.queue_size,
+                                   max_wait_s=settings.max_wait_ms / 1000)
+        self._clock = clock
+        self._model = ModelThread(self.scheduler, self._start_forward, self.metrics, clock)
         workers = settings.workers or os.cpu_count() or 1
         self._preprocess_pool = ThreadPoolExecutor(workers, thread_name_prefix="preprocess")
         self._decode_pool = decode_pool or DecodePool(workers, DecodeLimits(
             cpu_s=settings.decode_cpu_s, wall_s=settings.decode_wall_s, memory_mb=settings.decode_memory_mb))
-        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="model")
-        self._pending: dict[InputKind, int] = {kind: 0 for kind in InputKind}
-        self._batchers: dict[InputKind, Batcher] = {}
+        self._in_flight = 0  # items admitted and not yet answered (event loop only)
         self._idle = asyncio.Event()
         self._idle.set()
         self._info: ModelInfo | None = None
         self._variant = f"{settings.preprocessing}/{settings.output_scaling}"
         self._model_id = ""
+        for kind in InputKind:
+            self.metrics.expected_wait.labels(kind.value).set_function(
+                lambda kind=kind: self.expected_wait(kind) if self.ready else 0.0)
+            self.metrics.model_cost.labels(kind.value).set_function(lambda kind=kind: self.costs.row_seconds(kind))
 
     # Life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start the batchers and load the model in a thread; transports may answer meanwhile
-        (readiness stays false until the model is loaded)."""
-        for kind in self.settings.enabled_kinds:
-            batcher = Batcher(kind, self._run_batch, max_rows=self.settings.max_batch_size,
-                              max_wait_s=self.settings.max_wait_ms / 1000,
-                              admitted_rows=lambda kind=kind: self._pending[kind])
-            batcher.start()
-            self._batchers[kind] = batcher
-        if self.embedder is None:
-            try:
-                self.embedder = await asyncio.get_running_loop().run_in_executor(
-                    self._model_pool, lambda: Embedder(self.settings, progress=False))
-            except Exception as exc:
-                self.state = State.FAILED
-                self.load_error = str(exc)
-                log.error("model failed to load: %s", exc)
-                raise
+        """Load the model and warm it up in a thread; transports may answer meanwhile (readiness
+        stays false until both are done)."""
+        try:
+            if self.embedder is None:
+                self.embedder = await asyncio.to_thread(Embedder, self.settings, progress=False)
+            if self.settings.warmup:
+                await asyncio.to_thread(self._warm_up)
+        except Exception as exc:
+            self.state = State.FAILED
+            self.load_error = str(exc)
+            log.error("model failed to load: %s", exc)
+            raise
         # Fixed for the engine's life: the checkpoint's id changes when its background sha256
         # finishes, and cache keys must not (nor should each lookup stat the file).
         self._model_id = self.embedder.checkpoint.model_id
         self.embedder.ensure_checkpoint_digest()
+        self._model.start()
         info = self._info = self.embedder.model_info()
         self.state = State.READY
         self.metrics.ready.set(1)
         log.info("ready", extra={"fields": {
-            "device": info.device, "dtype": info.dtype, "modalities": list(info.encoders),
-            "checkpoint": info.checkpoint.path, "load_seconds": round(self.embedder.load_seconds, 2),
-            "preprocessing": info.preprocessing.value, "output_scaling": info.output_scaling.value}})
+            "device": info.device, "dtype": info.dtype, "dtype_reason": info.dtype_reason,
+            "modalities": list(info.encoders), "checkpoint": info.checkpoint.path,
+            "load_seconds": round(self.embedder.load_seconds, 2), "preprocessing": info.preprocessing.value,
+            "output_scaling": info.output_scaling.value}})
+
+    def _warm_up(self) -> None:
+        """Make the first request as fast as the tenth: page the mapped weights in, then run one
+        forward per kind (a second one for an encoder's first kind, whose first call also picks
+        kernels) through the same stepwise path as serving; its time seeds the cost model."""
+        embedder = self.embedder
+        assert embedder is not None
+        started = time.perf_counter()
+        prefetch_pages(embedder.model)
+        log.info("weights resident", extra={"fields": {"seconds": round(time.perf_counter() - started, 2)}})
+        warm_encoders: set[str] = set()
+        for kind in self.settings.enabled_kinds:
+            item: bytes | str = WARMUP_TEXT if kind is InputKind.TEXT else \
+                (SAMPLE_MEDIA / WARMUP_SAMPLES[kind]).read_bytes()
+            rows = embedder.preprocess(kind, item)[:1]
+            if kind.encoder not in warm_encoders:
+                self._forward_now(kind, rows)
+                warm_encoders.add(kind.encoder)
+            seconds = self._forward_now(kind, rows)
+            self.costs.observe(kind, 1, seconds)
+            log.info("warm-up", extra={"fields": {"kind": kind.value, "forward_seconds": round(seconds, 4)}})
+
+    def _forward_now(self, kind: InputKind, rows: torch.Tensor) -> float:
+        assert self.embedder is not None
+        forward = self.embedder.start_rows(kind, rows)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            while not forward.done:
+                forward.step()
+            forward.result().cpu()  # on a GPU: wait for it
+        return time.perf_counter() - started
+
+    def _start_forward(self, kind: Hashable, rows: torch.Tensor) -> EncoderForward:
+        """A batch's forward, begun on the model thread (as steps it may pause between)."""
+        assert self.embedder is not None and isinstance(kind, InputKind)
+        return self.embedder.start_rows(kind, rows)
 
     @property
     def ready(self) -> bool:
         return self.state is State.READY
-
-    def check_ready(self) -> None:
-        """Raise NotReadyError unless work is accepted now: transports call it before reading a body."""
-        if self.state is not State.READY:
-            raise NotReadyError("the model is still loading" if self.state is State.STARTING else
-                                f"the server is {self.state.value}")
 
     def model_info(self) -> ModelInfo | None:
         """The loaded model's description (None until it is loaded; then see `state` and
@@ -127,7 +168,9 @@ class Engine:
         return self._info
 
     async def drain(self, grace_s: float) -> bool:
-        """Stop accepting work and wait (up to `grace_s`) for what was admitted. True if it all finished."""
+        """Stop accepting work and wait up to `grace_s` for what was admitted. Past it, abandon
+        the rest: its callers get NotReadyError now, the forward in progress stops at its next
+        step. True if everything finished in time."""
         if self.state is State.READY:
             self.state = State.DRAINING
         self.metrics.ready.set(0)
@@ -135,25 +178,63 @@ class Engine:
             await asyncio.wait_for(self._idle.wait(), grace_s)
             return True
         except TimeoutError:
-            log.warning("shutdown grace period over with work still queued: %s",
-                        {k.value: v for k, v in self._pending.items() if v})
+            held = {kind.value: self.scheduler.held_rows(kind) for kind in InputKind if self.scheduler.held_rows(kind)}
+            abandoned = self._model.abandon(NotReadyError(
+                f"the server is shutting down: the item was not computed within the {grace_s:g} s grace period"))
+            log.warning("shutdown grace period over: abandoned the work still admitted",
+                        extra={"fields": {"items": abandoned, "forward_passes": held}})
             return False
 
     async def close(self) -> None:
-        for batcher in self._batchers.values():
-            await batcher.stop()
         self.state = State.STOPPED
+        self._model.abandon(NotReadyError("the server shut down"))
+        await asyncio.to_thread(self._model.stop)
         self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
         self._decode_pool.close()
-        self._model_pool.shutdown(wait=False, cancel_futures=True)
+
+    # Admission --------------------------------------------------------------------------------
+    def check_admission(self, items: Mapping[InputKind, int] | None = None,
+                        priority: Priority = Priority.DEFAULT) -> None:
+        """Raise at once what `embed_request` would raise for a request of this shape, admitting
+        nothing; cheap enough for a transport to call before it reads or decodes a body. `items`
+        maps kinds to item counts; without it, refuse only when no enabled kind could take even
+        one item (a body's size alone says nothing of its kinds)."""
+        self.check_ready()
+        now = self._clock()
+        with self._model.lock:
+            if items is not None:
+                self.scheduler.check([(kind, kind.facts.rows_per_item) for kind, count in items.items()
+                                      for _ in range(count)], priority, now)
+                return
+            refusals = []
+            for kind in self.settings.enabled_kinds:
+                try:
+                    self.scheduler.check([(kind, kind.facts.rows_per_item)], priority, now)
+                    return
+                except OverloadedError as exc:
+                    refusals.append(exc)
+            if refusals:
+                raise OverloadedError("every input kind's queue is full; retry later")
+
+    def expected_wait(self, kind: InputKind, priority: Priority = Priority.DEFAULT) -> float:
+        """Expected seconds until one item of `kind` admitted now would be computed."""
+        with self._model.lock:
+            return self.scheduler.expected_wait(kind, priority, self._clock(), kind.facts.rows_per_item)
+
+    def check_ready(self) -> None:
+        """Raise NotReadyError unless work is accepted now: transports call it before reading a body."""
+        if self.state is not State.READY:
+            raise NotReadyError("the model is still loading" if self.state is State.STARTING else
+                                f"the server is {self.state.value}")
 
     # Embedding --------------------------------------------------------------------------------
-    async def embed(self, kind: InputKind, items: Sequence[bytes | str], *,
-                    deadline: float | None = None) -> list[np.ndarray]:
-        return (await self.embed_request({kind: items}, deadline=deadline))[kind]
+    async def embed(self, kind: InputKind, items: Sequence[bytes | str], *, deadline: float | None = None,
+                    priority: Priority = Priority.DEFAULT) -> list[np.ndarray]:
+        return (await self.embed_request({kind: items}, deadline=deadline, priority=priority))[kind]
 
     async def embed_request(self, request: Mapping[InputKind, Sequence[bytes | str]], *,
-                            deadline: float | None = None) -> dict[InputKind, list[np.ndarray]]:
+                            deadline: float | None = None,
+                            priority: Priority = Priority.DEFAULT) -> dict[InputKind, list[np.ndarray]]:
         """Vectors for every item of every kind, in input order. All-or-nothing: the first bad
         item fails the whole request with an InputError carrying its kind and its index among
         that kind's items (transports name it in their own vocabulary)."""
@@ -187,10 +268,10 @@ class Engine:
                 if cached:
                     self.metrics.cache.labels(kind.value, "miss").inc()
                 todo.append((kind, index, item, key))
-        slots = self._admit(todo)
+        jobs = self._admit(todo, priority)
+        tasks = [asyncio.ensure_future(self._embed_one(kind, item, job, deadline))
+                 for (kind, _, item, _), job in zip(todo, jobs, strict=True)]
         try:
-            tasks = [asyncio.ensure_future(self._embed_one(kind, item, slot, deadline))
-                     for (kind, _, item, _), slot in zip(todo, slots, strict=True)]
             try:
                 vectors = await asyncio.gather(*tasks)
             except BaseException:
@@ -216,97 +297,102 @@ class Engine:
             done[kind] = found  # type: ignore[assignment]
         return done
 
-    async def embed_rows(self, kind: InputKind, rows: torch.Tensor, *, deadline: float | None = None) -> np.ndarray:
+    async def embed_rows(self, kind: InputKind, rows: torch.Tensor, *, deadline: float | None = None,
+                         priority: Priority = Priority.DEFAULT) -> np.ndarray:
         """An item someone else already preprocessed (a window of a long file: `rows` is exactly
-        what `preprocess` returns) -> its vector. Admitted and batched like any other item of its
-        kind, so windows batch with each other and with other requests."""
-        if self.state is not State.READY:
-            raise NotReadyError(f"the server is {self.state.value}")
+        what `preprocess` returns) -> its vector. Admitted and scheduled like any other item of
+        its kind, so windows batch with each other and with other requests."""
+        self.check_ready()
         assert self.embedder is not None
         self.embedder.require(kind)
-        [slot] = self._admit([(kind, -1, b"", None)], row_counts=[int(rows.shape[0])])
-        try:
-            future: asyncio.Future[torch.Tensor] = asyncio.get_running_loop().create_future()
-            self._batchers[kind].submit(WorkItem(rows, future, deadline, on_done=slot.release))
-        except BaseException:
-            slot.release()
-            raise
-        per_clip = await future
+        [job] = self._admit([(kind, -1, b"", None)], priority, row_counts=[int(rows.shape[0])])
+        vector = await self._embed_one(kind, rows, job, deadline)
         self.metrics.items.labels(kind.value).inc()
-        return self.embedder.finish(per_clip, [per_clip.shape[0]])[0].numpy()
+        return vector
 
     def _admit(self, todo: list[tuple[InputKind, int, bytes | str, bytes | None]],
-               row_counts: list[int] | None = None) -> list[_Slot]:
+               priority: Priority = Priority.DEFAULT, row_counts: list[int] | None = None) -> list[Job]:
         counts = row_counts or [kind.facts.rows_per_item for kind, *_ in todo]
-        need: dict[InputKind, int] = {}
-        for (kind, *_), count in zip(todo, counts, strict=True):
-            need[kind] = need.get(kind, 0) + count
-        limit = self.settings.queue_size
-        for kind, rows in need.items():
-            if rows > limit:
-                raise InputError(f"the request holds {rows} {kind.value} forward passes, more than the queue "
-                                 f"size of {limit}; split it into smaller requests", reason="too_large")
-            if self._pending[kind] + rows > limit:
+        items = [(kind, count) for (kind, *_), count in zip(todo, counts, strict=True)]
+        try:
+            with self._model.lock:
+                jobs = self.scheduler.admit(items, priority, self._clock())
+        except OverloadedError:
+            for kind in {kind for kind, _ in items}:
                 self.metrics.errors.labels(kind.value, "overloaded").inc()
-                raise OverloadedError(f"the {kind.value} queue is full ({self._pending[kind]} of {limit} forward "
-                                      "passes waiting); retry later")
-        slots = []
-        for (kind, *_), count in zip(todo, counts, strict=True):
-            self._pending[kind] += count
-            slots.append(_Slot(self, kind, count))
-            self.metrics.queue_depth.labels(kind.value).set(self._pending[kind])
-        if slots:
+            raise
+        if jobs:
+            self._in_flight += len(jobs)
             self._idle.clear()
-        return slots
+            self._update_depth({job.kind for job in jobs})  # type: ignore[misc]
+        return jobs
 
-    def _release(self, kind: InputKind, rows: int) -> None:
-        self._pending[kind] -= rows
-        self.metrics.queue_depth.labels(kind.value).set(self._pending[kind])
-        if not any(self._pending.values()):
-            self._idle.set()
+    def _update_depth(self, kinds: set[InputKind]) -> None:
+        for kind in kinds:
+            self.metrics.queue_depth.labels(kind.value).set(self.scheduler.held_rows(kind))
 
-    async def _embed_one(self, kind: InputKind, item: bytes | str, slot: _Slot,
+    async def _embed_one(self, kind: InputKind, item: bytes | str | torch.Tensor, job: Job,
                          deadline: float | None) -> np.ndarray:
+        """One admitted item: preprocessed here (or already, as a tensor), computed when the
+        scheduler says, its place in the queue given up however it ends."""
         loop = asyncio.get_running_loop()
         embedder = self.embedder
         assert embedder is not None
+        future = attach(job, loop)
         try:
-            if deadline is not None and time.monotonic() > deadline:
+            remaining = None if deadline is None else deadline - self._clock()
+            if remaining is not None and remaining <= 0:
                 raise DeadlineExceededError("deadline passed before the item was computed")
-            started = time.monotonic()
-            if kind is InputKind.TEXT:  # pure Python with bounded work: in process
-                gone = threading.Event()  # set when this task ends, so an abandoned tokenizer stops
-
-                def stop() -> bool:
-                    return gone.is_set() or (deadline is not None and time.monotonic() > deadline)
-
-                try:
-                    rows = await loop.run_in_executor(self._preprocess_pool, functools.partial(
-                        embedder.preprocess, kind, item, stop=stop))
-                finally:
-                    gone.set()
-            else:  # FFmpeg and Pillow: where a fault cannot take the process down
-                rows = await self._decode_pool.preprocess(kind, item, embedder.options, deadline=deadline)
-            self.metrics.stage_seconds.labels(kind.value, "preprocess").observe(time.monotonic() - started)
-            future: asyncio.Future[torch.Tensor] = loop.create_future()
-            self._batchers[kind].submit(WorkItem(rows, future, deadline, on_done=slot.release))
-        except BaseException:
-            slot.release()
-            raise
-        per_clip = await future
+            async with asyncio.timeout(remaining):
+                rows = item if isinstance(item, torch.Tensor) else \
+                    await self._preprocess(kind, item, deadline, abandoned=future)
+                self._model.ready(job, rows)
+                per_clip = await future
+        except TimeoutError:
+            raise DeadlineExceededError("deadline passed before the item was computed") from None
+        finally:
+            # Computed, failed, cancelled or timed out: in every case the item leaves the queue now.
+            self._model.drop(job)
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+            self._update_depth({kind})
         return embedder.finish(per_clip, [per_clip.shape[0]])[0].numpy()
 
-    async def _run_batch(self, kind: InputKind, batch: list[WorkItem]) -> torch.Tensor:
-        started = time.monotonic()
-        for item in batch:
-            self.metrics.stage_seconds.labels(kind.value, "queue").observe(started - item.enqueued)
-        rows = torch.cat([item.rows for item in batch])
-        self.metrics.batch_rows.labels(kind.value).observe(rows.shape[0])
-        self.metrics.batch_items.labels(kind.value).observe(len(batch))
-        per_clip = await asyncio.get_running_loop().run_in_executor(self._model_pool, self._forward, kind, rows)
-        self.metrics.stage_seconds.labels(kind.value, "forward").observe(time.monotonic() - started)
-        return per_clip
 
-    def _forward(self, kind: InputKind, rows: torch.Tensor) -> torch.Tensor:
-        assert self.embedder is not None
-        return self.embedder.forward_rows(kind, rows, self.settings.max_batch_size)
+    async def _preprocess(self, kind: InputKind, item: bytes | str, deadline: float | None, *,
+                          abandoned: asyncio.Future[torch.Tensor]) -> torch.Tensor:
+        """The item's model input: text in a thread (pure Python with bounded work, stopped when
+        its request is gone), media in a decoder process (where a fault cannot take the server
+        down). Raises at once when the engine abandons the item meanwhile (shutdown)."""
+        embedder = self.embedder
+        assert embedder is not None
+        started = time.monotonic()
+        gone = threading.Event()  # set when this item ends, so an abandoned tokenizer stops
+
+        def stop() -> bool:
+            return gone.is_set() or (deadline is not None and time.monotonic() > deadline)
+
+        if kind is InputKind.TEXT:
+            preprocessing: asyncio.Future[torch.Tensor] = asyncio.get_running_loop().run_in_executor(
+                self._preprocess_pool, functools.partial(embedder.preprocess, kind, item, stop=stop))
+        else:
+            preprocessing = asyncio.ensure_future(
+                self._decode_pool.preprocess(kind, item, embedder.options, deadline=deadline))
+        preprocessing.add_done_callback(_retrieve)  # its error may come after nobody waits
+        try:
+            await asyncio.wait({preprocessing, abandoned}, return_when=asyncio.FIRST_COMPLETED)
+            if abandoned.done():
+                raise abandoned.exception() or RuntimeError("an item resolved before it was computed")
+            self.metrics.stage_seconds.labels(kind.value, "preprocess").observe(time.monotonic() - started)
+            return preprocessing.result()
+        finally:
+            gone.set()
+            if not preprocessing.done():
+                preprocessing.cancel()  # a decoder process whose caller is gone is killed
+
+
+def _retrieve(future: asyncio.Future[torch.Tensor]) -> None:
+    """Mark a finished future's exception as seen (asyncio logs unseen ones as errors)."""
+    if not future.cancelled():
+        future.exception()

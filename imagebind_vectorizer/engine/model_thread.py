@@ -6,6 +6,7 @@ in the middle of an image batch, and how shutdown stops a long forward at its ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -152,10 +153,8 @@ def _deliver(job: Job, *, value: Any = None, error: BaseException | None = None)
         else:
             future.set_result(value)
 
-    try:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
         loop.call_soon_threadsafe(resolve)
-    except RuntimeError:  # the loop is closed: nobody is waiting any more
-        pass
 
 
 def attach(job: Job, loop: asyncio.AbstractEventLoop) -> asyncio.Future[torch.Tensor]:

@@ -23,6 +23,7 @@ from imagebind_vectorizer.errors import ConfigError, InputError
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.model.checkpoint import load_model, prefetch_pages
 from imagebind_vectorizer.model.config import load_config
+from imagebind_vectorizer.model.encoder import EncoderForward
 from imagebind_vectorizer.model.imagebind import ImageBind, average_clips, random_model
 from imagebind_vectorizer.preprocess.dispatch import preprocess
 from imagebind_vectorizer.preprocess.profiles import Profile
@@ -37,6 +38,7 @@ from imagebind_vectorizer.preprocess.segments import (
 from imagebind_vectorizer.preprocess.text import get_tokenizer
 from imagebind_vectorizer.runtime.download import read_sidecar, sha256_file, write_sidecar
 from imagebind_vectorizer.runtime.info import CheckpointInfo, ModelInfo
+from imagebind_vectorizer.runtime.precision import DtypeChoice, resolve_dtype
 from imagebind_vectorizer.runtime.weights import CheckpointSource, resolve_checkpoint
 from imagebind_vectorizer.settings import OutputScaling, Settings
 from imagebind_vectorizer.version import __version__
@@ -54,11 +56,18 @@ class Embedder:
         self.options = self.settings.preprocess_options()
         self.config = load_config(self.settings.model_config)
         self.device = torch.device(self.settings.device)
-        self.dtype: torch.dtype = getattr(torch, self.settings.dtype)  # the setting holds torch's name
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {self.settings.device} requested but CUDA is not available")
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
+        if model is not None:  # a given model computes in its own dtype
+            given = next(model.parameters()).dtype
+            self.precision = DtypeChoice(str(given).removeprefix("torch."), "the given model's dtype", {})
+        else:
+            self.precision = resolve_dtype(self.settings.dtype, self.device)
+            if self.precision.warning:
+                log.warning(self.precision.warning)
+        self.dtype: torch.dtype = self.precision.torch_dtype
         started = time.perf_counter()
         if model is not None:
             self.model = model.to(self.device).eval()
@@ -98,6 +107,14 @@ class Embedder:
         if x.is_floating_point():
             x = x.to(self.dtype)
         return self.model(kind.encoder, x).float().cpu()
+
+    def start_rows(self, kind: InputKind, batch: torch.Tensor) -> EncoderForward:
+        """`forward` as steps the engine can pause between (stem, each trunk block, head); its
+        result is on the model's device."""
+        x = batch.to(self.device, non_blocking=True)
+        if x.is_floating_point():
+            x = x.to(self.dtype)
+        return self.model.start(kind.encoder, x)
 
     def forward_rows(self, kind: InputKind, rows: torch.Tensor, chunk: int) -> torch.Tensor:
         """`forward` over any number of rows, at most `chunk` per model call."""
@@ -201,7 +218,8 @@ class Embedder:
             encoders=tuple(self.model.enabled),
             input_kinds=s.enabled_kinds,
             device=str(self.device),
-            dtype=s.dtype,
+            dtype=self.precision.dtype,
+            dtype_reason=self.precision.reason,
             preprocessing=Profile(s.preprocessing),
             output_scaling=OutputScaling(s.output_scaling),
             logit_scales={name: round(float(enc.scale_value()), 6) for name, enc in self.model.encoders.items()},

@@ -64,7 +64,8 @@ class ModelInfo:
     encoders: tuple[str, ...]  # loaded encoders, in the official order
     input_kinds: tuple[InputKind, ...]  # the kinds those encoders embed
     device: str
-    dtype: str
+    dtype: str  # the compute dtype in use (what `--dtype auto` chose)
+    dtype_reason: str  # why: measured speed against float32 on this device, or "set explicitly"
     preprocessing: Profile
     output_scaling: OutputScaling
     #: the official per-encoder output scales (text: the learned logit scale); zero-shot

@@ -2,8 +2,10 @@
 
 Start order matters for Weaviate: the HTTP port opens first (liveness answers, readiness says 503
 while the weights load), so Weaviate's start-up poll sees progress instead of refused connections.
-On SIGTERM: readiness turns 503 and new work is refused, admitted work finishes within the grace
-period, the transports close, and the process exits 0."""
+On SIGTERM: readiness turns 503 and new work is refused, admitted work may finish within the grace
+period; what is left then is abandoned (its callers get 503 JSON / UNAVAILABLE, a forward in
+progress stops at its next block), the transports close, and the process exits 0 — within the
+grace period plus a few seconds."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ call the engine, encode the vectors; the engine's exceptions become status codes
 Deadlines: the call's remaining time becomes the engine's monotonic deadline, so items whose
 deadline has passed are dropped before preprocessing or before their batch runs, never computed.
 When the deadline passes mid-call gRPC cancels the handler, which cancels the engine's futures;
-the batcher drops cancelled items too."""
+a cancelled item leaves the engine's queue at once."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from imagebind_vectorizer.engine.engine import Engine
+from imagebind_vectorizer.engine.scheduler import PRIORITY_KEY, Priority
 from imagebind_vectorizer.engine.segments import Segmenter
 from imagebind_vectorizer.errors import (
     DeadlineExceededError,
@@ -90,6 +91,14 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
+def _priority(context: grpc.aio.ServicerContext) -> Priority:
+    """The `x-imagebind-priority` metadata value (query or bulk); none: by cost alone."""
+    for key, value in context.invocation_metadata() or ():
+        if key == PRIORITY_KEY:
+            return Priority.parse(value if isinstance(value, str) else value.decode(errors="replace"))
+    return Priority.DEFAULT
+
+
 def _embedding(vector: np.ndarray, kind: InputKind, item_id: str, encoding: int) -> pb.Embedding:
     if encoding == pb.VECTOR_ENCODING_FLOAT32_LE:
         return pb.Embedding(id=item_id, modality=MODALITY_OF_KIND[kind],
@@ -146,7 +155,8 @@ class VectorizerService(pb_grpc.VectorizerServicer):
             grouped.setdefault(kind, []).append(content)
             positions.setdefault(kind, []).append(index)
         try:
-            vectors = await self.engine.embed_request(grouped, deadline=_deadline(context))
+            vectors = await self.engine.embed_request(grouped, deadline=_deadline(context),
+                                                      priority=_priority(context))
         except InputError as exc:
             raise _locate(exc, positions) from None
         embeddings: list[pb.Embedding | None] = [None] * len(request.items)
@@ -163,6 +173,10 @@ class VectorizerService(pb_grpc.VectorizerServicer):
         if not self.engine.ready:  # refuse the whole stream; once admitted, items fail one by one
             await self._fail(context, method, NotReadyError(f"the server is {self.engine.state.value}"))
         deadline = _deadline(context)
+        try:
+            priority = _priority(context)
+        except InputError as exc:
+            await self._fail(context, method, exc)
         window = asyncio.Semaphore(STREAM_MAX_IN_FLIGHT)
         results: asyncio.Queue[pb.VectorizeStreamResponse | None] = asyncio.Queue()
         items: set[asyncio.Task[None]] = set()
@@ -171,7 +185,7 @@ class VectorizerService(pb_grpc.VectorizerServicer):
             response = pb.VectorizeStreamResponse(sequence=request.sequence, id=request.item.id)
             try:
                 kind, content = parse_item(request.item, request.sequence)
-                vector = (await self.engine.embed(kind, [content], deadline=deadline))[0]
+                vector = (await self.engine.embed(kind, [content], deadline=deadline, priority=priority))[0]
                 response.embedding.CopyFrom(_embedding(vector, kind, request.item.id, request.encoding))
             except Exception as exc:
                 code, reason = status_of(exc)
@@ -353,7 +367,7 @@ def meta_response(info: ModelInfo | None, state: str, error: str | None, setting
         checkpoint=pb.Checkpoint(name=checkpoint.name or "", size_bytes=checkpoint.size or 0,
                                  sha256=checkpoint.sha256 or "", weights=checkpoint.weights),
         encoders=list(info.encoders), modalities=[MODALITY_OF_KIND[kind] for kind in info.input_kinds],
-        device=info.device, dtype=info.dtype, preprocessing=info.preprocessing.value,
+        device=info.device, dtype=info.dtype, dtype_reason=info.dtype_reason, preprocessing=info.preprocessing.value,
         output_scaling=info.output_scaling.value, **limits,
     )
 

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from imagebind_vectorizer.engine.engine import Engine
+from imagebind_vectorizer.engine.scheduler import PRIORITY_KEY, Priority
 from imagebind_vectorizer.errors import (
     DeadlineExceededError,
     ImageBindError,
@@ -110,16 +111,22 @@ async def vectorize(request: web.Request) -> web.Response:
     settings = engine.settings
     open_requests = request.app[OPEN_REQUESTS_KEY]
     try:  # before reading a body that could not be served
-        engine.check_ready()
+        priority = Priority.parse(request.headers.get(PRIORITY_KEY))
+        engine.check_admission(priority=priority)  # 429 at once when no kind could take even one item
     except NotReadyError as exc:
         return _unavailable(str(exc))
+    except (InputError, OverloadedError) as exc:
+        response = error_response(400, str(exc)) if isinstance(exc, InputError) else \
+            error_response(429, str(exc), headers={"Retry-After": "1"})
+        response.force_close()  # the body was not read: this connection cannot carry another request
+        return response
     handler = asyncio.current_task()
     assert handler is not None
     open_requests.handlers.add(handler)
     try:
         async with read_body(request, request.app[INFLIGHT_KEY], max_bytes=settings.max_request_bytes,
                              timeout_s=settings.body_timeout_s) as body:
-            return await _vectorize(body, engine)
+            return await _vectorize(body, engine, priority)
     except BodyRefused as exc:
         engine.metrics.errors.labels("request", exc.reason).inc()
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
@@ -141,11 +148,11 @@ def _unavailable(message: str) -> web.Response:
     return response
 
 
-async def _vectorize(body: bytearray, engine: Engine) -> web.Response:
+async def _vectorize(body: bytearray, engine: Engine, priority: Priority) -> web.Response:
     # The raw body whatever the Content-Type: Weaviate sends none.
     try:
         parsed = await parse_vectorize_body(body, BodyLimits.of(engine.settings))
-        vectors = await engine.embed_request(parsed)
+        vectors = await engine.embed_request(parsed, priority=priority)
     except InputError as exc:
         if exc.kind is not None:  # the engine's (kind, index): name the request field
             exc = exc.named(FIELD_OF_KIND[exc.kind], exc.index)
@@ -191,6 +198,7 @@ def meta_json(info: ModelInfo | None, state: str, error: str | None) -> dict[str
         "inputKinds": [kind.value for kind in info.input_kinds],
         "device": info.device,
         "dtype": info.dtype,
+        "dtypeReason": info.dtype_reason,
         "preprocessing": info.preprocessing.value,
         "outputScaling": info.output_scaling.value,
         "logitScales": dict(info.logit_scales),

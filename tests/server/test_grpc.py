@@ -41,10 +41,10 @@ class GatedModelEngine(Engine):
     gate = threading.Event()
     entered = threading.Event()
 
-    def _forward(self, kind, rows):  # type: ignore[no-untyped-def]
+    def _start_forward(self, kind, rows):  # type: ignore[no-untyped-def]
         type(self).entered.set()
         assert type(self).gate.wait(60), "the test never opened the gate"
-        return super()._forward(kind, rows)
+        return super()._start_forward(kind, rows)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import torch
 from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.engine.engine import Engine
 from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.model.encoder import EncoderForward
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings
 from tests import media
@@ -128,9 +129,9 @@ class SlowEmbedder(Embedder):
 
     delay_s = 0.5
 
-    def forward(self, kind: InputKind, batch: torch.Tensor) -> torch.Tensor:
+    def start_rows(self, kind: InputKind, batch: torch.Tensor) -> EncoderForward:
         time.sleep(self.delay_s)
-        return super().forward(kind, batch)
+        return super().start_rows(kind, batch)
 
 
 def test_flood_past_the_queue_gets_429_and_resource_exhausted(loop_thread: LoopThread,

@@ -18,6 +18,7 @@ INFO = ModelInfo(
     name="imagebind-huge", server_version="9.9.9", architecture="huge", architecture_config={"out_embed_dim": 1024},
     dimensions=1024, checkpoint=CheckpointInfo(path="/w/imagebind_huge.pth", size=4_800_000_000, sha256="ab" * 32),
     encoders=("text", "audio"), input_kinds=(InputKind.TEXT, InputKind.AUDIO), device="cuda:0", dtype="bfloat16",
+    dtype_reason="bfloat16: a model-sized matmul runs 3.9x faster than in float32 on NVIDIA H100",
     preprocessing=Profile.WEAVIATE_LEGACY, output_scaling=OutputScaling.OFFICIAL,
     logit_scales={"text": 100.0, "audio": 20.0},
 )
@@ -32,6 +33,7 @@ def test_http_meta_keeps_its_keys_and_values() -> None:
         "checkpoint": {"name": "imagebind_huge.pth", "sizeBytes": 4_800_000_000, "sha256": "ab" * 32,
                        "weights": "checkpoint"},
         "modalities": ["text", "audio"], "inputKinds": ["text", "audio"], "device": "cuda:0", "dtype": "bfloat16",
+        "dtypeReason": "bfloat16: a model-sized matmul runs 3.9x faster than in float32 on NVIDIA H100",
         "preprocessing": "weaviate-legacy", "outputScaling": "official",
         "logitScales": {"text": 100.0, "audio": 20.0}, "state": "ready",
     }
@@ -55,6 +57,7 @@ def test_grpc_meta_renders_the_same_record() -> None:
     assert list(meta.modalities) == [pb.MODALITY_TEXT, pb.MODALITY_AUDIO]
     assert (meta.device, meta.dtype, meta.preprocessing, meta.output_scaling) == (
         "cuda:0", "bfloat16", "weaviate-legacy", "official")
+    assert meta.dtype_reason == INFO.dtype_reason
     assert meta.max_message_bytes == 1234 and meta.stream_max_in_flight == STREAM_MAX_IN_FLIGHT
     assert meta.error == ""
 

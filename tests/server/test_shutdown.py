@@ -44,10 +44,10 @@ from imagebind_vectorizer.settings import Settings
 gate = os.environ["GATE"]
 
 class GatedEngine(Engine):
-    def _forward(self, kind, rows):
+    def _start_forward(self, kind, rows):
         while not os.path.exists(gate):
             time.sleep(0.01)
-        return super()._forward(kind, rows)
+        return super()._start_forward(kind, rows)
 
 settings = Settings(**json.loads(os.environ["SETTINGS"]))
 logs.configure(settings.log_level, settings.log_format)

@@ -190,7 +190,7 @@ class Checkpoint(_message.Message):
     def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., weights: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class MetaResponse(_message.Message):
-    __slots__ = ("model", "name", "server", "server_version", "state", "architecture", "architecture_config_json", "dimensions", "checkpoint", "encoders", "modalities", "device", "dtype", "preprocessing", "output_scaling", "max_message_bytes", "stream_max_in_flight", "error", "segment_seconds", "segment_overlap_seconds", "max_segment_source_bytes", "max_segment_source_seconds", "max_segment_streams")
+    __slots__ = ("model", "name", "server", "server_version", "state", "architecture", "architecture_config_json", "dimensions", "checkpoint", "encoders", "modalities", "device", "dtype", "preprocessing", "output_scaling", "max_message_bytes", "stream_max_in_flight", "error", "segment_seconds", "segment_overlap_seconds", "max_segment_source_bytes", "max_segment_source_seconds", "max_segment_streams", "dtype_reason")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SERVER_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +214,7 @@ class MetaResponse(_message.Message):
     MAX_SEGMENT_SOURCE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_SEGMENT_SOURCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_SEGMENT_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_REASON_FIELD_NUMBER: _ClassVar[int]
     model: str
     name: str
     server: str
@@ -237,4 +238,5 @@ class MetaResponse(_message.Message):
     max_segment_source_bytes: int
     max_segment_source_seconds: float
     max_segment_streams: int
-    def __init__(self, model: _Optional[str] = ..., name: _Optional[str] = ..., server: _Optional[str] = ..., server_version: _Optional[str] = ..., state: _Optional[str] = ..., architecture: _Optional[str] = ..., architecture_config_json: _Optional[str] = ..., dimensions: _Optional[int] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., encoders: _Optional[_Iterable[str]] = ..., modalities: _Optional[_Iterable[_Union[Modality, str]]] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., preprocessing: _Optional[str] = ..., output_scaling: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., stream_max_in_flight: _Optional[int] = ..., error: _Optional[str] = ..., segment_seconds: _Optional[float] = ..., segment_overlap_seconds: _Optional[float] = ..., max_segment_source_bytes: _Optional[int] = ..., max_segment_source_seconds: _Optional[float] = ..., max_segment_streams: _Optional[int] = ...) -> None: ...
+    dtype_reason: str
+    def __init__(self, model: _Optional[str] = ..., name: _Optional[str] = ..., server: _Optional[str] = ..., server_version: _Optional[str] = ..., state: _Optional[str] = ..., architecture: _Optional[str] = ..., architecture_config_json: _Optional[str] = ..., dimensions: _Optional[int] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., encoders: _Optional[_Iterable[str]] = ..., modalities: _Optional[_Iterable[_Union[Modality, str]]] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., preprocessing: _Optional[str] = ..., output_scaling: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., stream_max_in_flight: _Optional[int] = ..., error: _Optional[str] = ..., segment_seconds: _Optional[float] = ..., segment_overlap_seconds: _Optional[float] = ..., max_segment_source_bytes: _Optional[int] = ..., max_segment_source_seconds: _Optional[float] = ..., max_segment_streams: _Optional[int] = ..., dtype_reason: _Optional[str] = ...) -> None: ...

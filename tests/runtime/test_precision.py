@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from imagebind_vectorizer.model.precision import choose_dtype, linear_gflops
+from imagebind_vectorizer.runtime.precision import choose_dtype, linear_gflops
 
 CPU = torch.device("cpu")
 AVX2_ONLY = frozenset({"avx2", "fma"})

@@ -18,7 +18,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+from imagebind_vectorizer.settings import DTYPES as DTYPE_NAMES
+
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 #: a reduced precision must beat float32 by this factor to be chosen (it costs some fidelity)
 MIN_SPEEDUP = 1.25
 #: an explicit dtype slower than this share of float32's speed gets a warning
@@ -116,6 +118,18 @@ def choose_dtype(requested: str, device: torch.device, *, probe: Probe = linear_
     others = ", ".join(f"{name} {speed[name]:.2f}x" for name in names)
     return DtypeChoice("float32", f"float32: reduced precision is not faster on {where} ({others} float32's "
                                   "matmul speed)", speed)
+
+
+_MEASURED: dict[tuple[str, str], DtypeChoice] = {}
+
+
+def resolve_dtype(requested: str, device: torch.device) -> DtypeChoice:
+    """`choose_dtype` with the real probe, measured once per process, device and request (every
+    Embedder of a process then agrees, and tests do not pay for it each time)."""
+    key = (requested, str(device))
+    if key not in _MEASURED:
+        _MEASURED[key] = choose_dtype(requested, device)
+    return _MEASURED[key]
 
 
 def _describe(device: torch.device, flags: frozenset[str]) -> str:
