@@ -55,8 +55,9 @@ class ModelThread:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop after the current step (at most one block of one forward)."""
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop after the current step (at most one block of one forward); wait for that up to
+        `timeout` (the thread is a daemon: a step stuck longer does not hold the process)."""
         with self.lock:
             self._stopped = True
             self.lock.notify_all()

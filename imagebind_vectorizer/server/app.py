@@ -92,16 +92,18 @@ class Server:
         grace = self.settings.shutdown_grace_s
         finished = await self.engine.drain(grace)
         # The grace is over. Requests still in progress (in the engine, or still sending their body)
-        # are answered now: 503 JSON over HTTP; gRPC's stop cancels its calls with UNAVAILABLE.
+        # are answered now: 503 JSON over HTTP; gRPC's stop cancels its calls with UNAVAILABLE. The
+        # engine has failed what it still held; the model thread stops after its current step.
         if self._app is not None and (abandoned := self._app[OPEN_REQUESTS_KEY].abandon()):
             log.warning("grace period over: answering %d HTTP requests still in progress with 503", abandoned)
-        closing = [self._grpc.stop(grace=TRANSPORT_CLOSE_S)] if self._grpc is not None else []
+        closing = [self.engine.close()]
+        if self._grpc is not None:
+            closing.append(self._grpc.stop(grace=TRANSPORT_CLOSE_S))
         if self._listener is not None:
             self._listener.close()
         if self._runner is not None:
             closing.append(self._runner.cleanup())
         await asyncio.gather(*closing)
-        await self.engine.close()
         self.segmenter.close()
         return finished
 

@@ -205,7 +205,8 @@ class HttpResponse:
         return json.loads(self.body)
 
 
-def go_request(port: int, method: str, path: str, body: bytes | None = None, timeout: float = 60) -> HttpResponse:
+def go_request(port: int, method: str, path: str, body: bytes | None = None, timeout: float = 60,
+               headers: Mapping[str, str] | None = None) -> HttpResponse:
     """A request with exactly the headers Go's net/http client sends for Weaviate: Host,
     User-Agent: Go-http-client/1.1, Content-Length (with a body) and Accept-Encoding: gzip.
     No Content-Type."""
@@ -217,6 +218,8 @@ def go_request(port: int, method: str, path: str, body: bytes | None = None, tim
         if body is not None:
             conn.putheader("Content-Length", str(len(body)))
         conn.putheader("Accept-Encoding", "gzip")
+        for name, value in (headers or {}).items():  # what Weaviate never sends; other clients may
+            conn.putheader(name, value)
         conn.endheaders(body)
         response = conn.getresponse()
         data = response.read()
@@ -237,8 +240,8 @@ def vectorize_body(texts: list[str] | None = None, **media: list[bytes]) -> byte
     return json.dumps(payload).encode()
 
 
-def http_vectorize(port: int, body: bytes) -> HttpResponse:
-    return go_request(port, "POST", "/vectorize", body)
+def http_vectorize(port: int, body: bytes, headers: Mapping[str, str] | None = None) -> HttpResponse:
+    return go_request(port, "POST", "/vectorize", body, headers=headers)
 
 
 def metrics_text(port: int) -> str:
