@@ -72,3 +72,25 @@ def test_explicit_float32_is_not_measured() -> None:
 
 def test_the_real_probe_measures_something() -> None:
     assert linear_gflops(CPU, torch.float32, tokens=16, width=64, min_seconds=0.001) > 0
+
+
+def test_the_runtime_uses_the_choice_logs_a_slow_one_and_reports_why(
+        tiny_settings, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Wiring: Embedder computes in the chosen dtype, says why in its ModelInfo (-> /meta, gRPC Meta)
+    and logs the warning for an explicit slow dtype. Measurements injected for an AVX2-only CPU."""
+    import logging
+
+    from imagebind_vectorizer.runtime import precision
+    from imagebind_vectorizer.runtime.embedder import Embedder
+
+    emulated, _ = probe({torch.float32: 97.0, torch.bfloat16: 17.0})
+    for requested in ("auto", "bfloat16"):
+        monkeypatch.setitem(precision._MEASURED, (requested, "cpu"),
+                            choose_dtype(requested, CPU, probe=emulated, flags=AVX2_ONLY))
+    auto = Embedder(tiny_settings.replace(dtype="auto", random_weights=True), progress=False)
+    assert auto.dtype is torch.float32
+    assert auto.model_info().dtype == "float32" and "no AMX or AVX512-BF16" in auto.model_info().dtype_reason
+    with caplog.at_level(logging.WARNING, logger="imagebind_vectorizer.runtime.embedder"):
+        slow = Embedder(tiny_settings.replace(dtype="bfloat16", random_weights=True), progress=False)
+    assert slow.dtype is torch.bfloat16 and slow.model_info().dtype == "bfloat16"
+    assert any("--dtype bfloat16 runs a model-sized matmul at 0.18x" in r.getMessage() for r in caplog.records)
