@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_cli(*args: str, checkpoint: Path, config: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEBIND_")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    # float32 pinned: `--dtype auto` may choose bfloat16 on this CPU, and the vectors are compared exactly
     command = [sys.executable, "-m", "imagebind_vectorizer", "embed", "--checkpoint", str(checkpoint),
-               "--model-config", str(config), *args]
+               "--model-config", str(config), "--dtype", "float32", *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -75,7 +75,8 @@ def e2e_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Pat
 def e2e_serve_args(checkpoint: Path, config_path: Path) -> list[str]:
     """`serve` flags of our server in the end-to-end tests (the tiny checkpoint, unit vectors)."""
     return ["--checkpoint", str(checkpoint), "--model-config", str(config_path), "--output-scaling", "unit",
-            "--log-format", "text", "--log-level", "info", "--shutdown-grace-s", "5"]
+            "--log-format", "text", "--log-level", "info", "--shutdown-grace-s", "5",
+            "--dtype", "float32"]  # pinned: `auto` may choose bfloat16 here, and vectors are compared
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,7 @@ def cosine(a: np.ndarray | list[float], b: np.ndarray | list[float]) -> float:
 
 def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
+    env.setdefault("IMAGEBIND_DTYPE", "float32")  # `auto` may choose bfloat16 on the test machine
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 

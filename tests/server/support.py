@@ -166,6 +166,7 @@ def start_serve(settings: Settings, log_path: Path, *, timeout: float = 120,
             "--grpc-port", str(free_port()), "--log-format", "json", "--model-config", settings.model_config,
             "--max-batch-size", str(settings.max_batch_size), "--max-wait-ms", str(settings.max_wait_ms),
             "--queue-size", str(settings.queue_size), "--shutdown-grace-s", str(settings.shutdown_grace_s),
+            "--dtype", settings.dtype,
             *(["--checkpoint", settings.checkpoint] if settings.checkpoint else ["--random-weights"]),
             *extra_args]
     return launch_server(args, log_path, timeout=timeout, preexec_fn=preexec_fn, env=env)
