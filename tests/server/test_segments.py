@@ -244,11 +244,11 @@ def test_cancelling_frees_the_work_and_extra_streams_are_refused(loop_thread: Lo
         stream.close()  # cancels the call
         client.close()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (segmenter.active or running.engine._pending[InputKind.AUDIO]
+        while time.monotonic() < deadline and (segmenter.active or running.engine.scheduler.held_rows(InputKind.AUDIO)
                                                or _segment_threads()):
             time.sleep(0.05)
         assert segmenter.active == 0
-        assert running.engine._pending[InputKind.AUDIO] == 0
+        assert running.engine.scheduler.held_rows(InputKind.AUDIO) == 0
         assert not _segment_threads(), "the decoder thread is still running"
         assert not segmenter.workers, "the decoder process is still registered"
     finally:
