@@ -18,7 +18,7 @@ sends it:
 Configurations (`--configs`): `scheduled` (the server's defaults), `unbatched` (the same server
 with `--max-batch-size 1`: every forward alone, in the scheduler's order) and `reference` (the
 reference container's way: one request at a time behind a lock shared by every client, full-length
-text, `--max-batch-size 15 --max-wait-ms 0 --no-text-trim`).
+text, `--max-batch-size 15 --max-wait-ms 0 --no-text-trim`, always float32).
 
 Targets (issue 11): text p99 under load <= 2x its idle p99 plus one encoder block's time; heavy
 throughput with queries within 10% of without; per-item p50 at c=8 no worse than `unbatched` while
@@ -171,7 +171,8 @@ def run_config(args: argparse.Namespace, name: str, payloads: dict[InputKind, Pa
     kinds = sorted({*args.heavy_list, *args.kind_list, InputKind.TEXT}, key=list(InputKind).index)
     encoders = ",".join(parse_encoders([k.value for k in kinds]))
     weights = ["--checkpoint", args.checkpoint] if args.checkpoint else ["--random-weights"]
-    flags = ["--model-config", args.model_config, "--device", args.device, "--dtype", args.dtype,
+    dtype = "float32" if name == "reference" else args.dtype  # the reference container runs float32
+    flags = ["--model-config", args.model_config, "--device", args.device, "--dtype", dtype,
              "--modalities", encoders, "--cache-size", "0", "--queue-size", "100000", *weights, *CONFIGS[name],
              *args.server_arg]
     serialize = name == "reference"

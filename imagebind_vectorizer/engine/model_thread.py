@@ -111,8 +111,9 @@ class ModelThread:
                 started = time.perf_counter()
                 with torch.inference_mode():
                     task.forward.step()
+                    # the copy to the CPU waits for a GPU's queued kernels: timed with the last step
+                    outputs = task.forward.result().cpu() if task.forward.done else None
                 took = time.perf_counter() - started
-                outputs = task.forward.result() if task.forward.done else None
             except Exception as exc:  # a model fault fails this batch only, never the thread
                 log.exception("model call failed for a %s batch of %d rows", task.kind, task.rows)
                 with self.lock:

@@ -67,3 +67,26 @@ def test_bench_against_a_server_with_a_key_and_tls(tiny_config_path: Path, tmp_p
     assert {(r["transport"], r["errors"], r["requests"]) for r in record["levels"]} == {("http", 0, 2), ("grpc", 0, 2)}
     assert record["security"] == {"api_key": True, "tls": True}
     assert api_key not in text
+
+
+def test_mixed_load_scenario_runs_end_to_end(tiny_config_path: Path, tmp_path: Path) -> None:
+    """`python -m bench.mixed` on the tiny model: every phase answers without errors and the summary
+    compares what it promises to compare (text idle vs loaded, heavy alone vs with queries, per kind
+    against the reference, first requests)."""
+    from bench.mixed import main as mixed
+
+    assert mixed(["--model-config", str(tiny_config_path), "--heavy", "image", "--heavy-clients", "2",
+                  "--kinds", "image", "--concurrency", "2", "--duration-s", "0.5", "--text-interval-s", "0.05",
+                  "--configs", "scheduled,reference", "--out", str(tmp_path)]) == 0
+    [result] = tmp_path.glob("mixed-*.json")
+    record = json.loads(result.read_text())
+    configs = {c["config"]: c for c in record["configs"]}
+    assert set(configs) == {"scheduled", "reference"}
+    for config in configs.values():
+        assert config["text_idle"]["requests"] > 0 and config["mixed"]["text"]["requests"] > 0
+        assert config["mixed"]["errors"] == 0 and config["heavy_only"]["errors"] == 0
+        assert set(config["mixed"]["heavy"]["per_kind"]) == {"image"}
+        assert [row["kind"] for row in config["per_kind"]] == ["image"]
+    assert [r["kind"] for r in configs["scheduled"]["first_requests"]] == ["text", "image"]
+    assert {(r["kind"], r["vs"]) for r in record["per_kind_ratios"]} == {("image", "reference")}
+    assert set(record["verdicts"]) == {"scheduled", "reference"} and record["block_s_estimate"] > 0
