@@ -180,7 +180,8 @@ class Engine:
         except TimeoutError:
             held = {kind.value: self.scheduler.held_rows(kind) for kind in InputKind if self.scheduler.held_rows(kind)}
             abandoned = self._model.abandon(NotReadyError(
-                f"the server is shutting down: the item was not computed within the {grace_s:g} s grace period"))
+                f"the server is shutting down and its grace period ({grace_s:g} s) is over before the item was "
+                "computed; retry on another replica"))
             log.warning("shutdown grace period over: abandoned the work still admitted",
                         extra={"fields": {"items": abandoned, "forward_passes": held}})
             return False

@@ -116,65 +116,16 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_settings: Settings, 
         process.kill()
 
 
-def test_work_past_the_grace_period_gets_503_and_unavailable_and_the_process_exits(tiny_settings: Settings,
-                                                                                    tmp_path: Path) -> None:
-    """The model never gets through (the gate stays shut): after SIGTERM and a 1 s grace period the
-    admitted requests are answered 503 JSON / UNAVAILABLE, and the process exits 0 soon after."""
-    settings = tiny_settings.replace(host="127.0.0.1", port=0, grpc_port=free_port(), shutdown_grace_s=1.0,
-                                     log_format="json")
-    process = start_gated_serve(settings, tmp_path / "serve.log", tmp_path / "never-opened")
-    try:
-        port = process.http_port
-        wait_until(lambda: _ready_status(port) == 204, timeout=60)
-        http_results: list[HttpResponse | Exception] = []
-        grpc_errors: list[object] = []
-        channel, stub = grpc_stub(f"127.0.0.1:{process.grpc_port}")
-
-        def send_http(i: int) -> None:
-            try:
-                http_results.append(http_vectorize(port, vectorize_body([f"cut off {i}"])))
-            except Exception as exc:
-                http_results.append(exc)
-
-        def send_grpc(i: int) -> None:
-            try:
-                stub.Vectorize(pb.VectorizeRequest(items=[item(InputKind.TEXT, f"rpc {i}")]), timeout=60)
-                grpc_errors.append("answered")
-            except grpc.RpcError as exc:
-                grpc_errors.append(exc.code())
-
-        threads = [threading.Thread(target=send_http, args=(i,)) for i in range(3)]
-        threads += [threading.Thread(target=send_grpc, args=(i,)) for i in range(2)]
-        for thread in threads:
-            thread.start()
-        wait_until(lambda: sample_value(metrics_text(port), "imagebind_queue_depth", kind="text") == 5, timeout=30)
-        signalled = time.monotonic()
-        process.terminate()
-        for thread in threads:
-            thread.join(60)
-        assert process.proc.wait(60) == 0, process.log()
-        # a generous bound (a loaded test machine); before this was fixed the process never exited
-        assert time.monotonic() - signalled < settings.shutdown_grace_s + 15, process.log()
-        channel.close()
-        assert [r.status for r in http_results if isinstance(r, HttpResponse)] == [503] * 3, http_results
-        assert all("grace period" in r.json()["error"] for r in http_results if isinstance(r, HttpResponse))
-        assert grpc_errors == [grpc.StatusCode.UNAVAILABLE] * 2
-        assert '"drained": false' in process.log()
-    finally:
-        process.kill()
-
-
 def _ready_status(port: int) -> int:
     return go_request(port, "GET", "/.well-known/ready", timeout=5).status
 
 
-
-
 def test_requests_cut_at_the_end_of_the_grace_get_503_json_and_unavailable(tiny_settings: Settings,
                                                                            tmp_path: Path) -> None:
-    """Issue 8: requests still in progress when the grace period ends used to lose their connection.
-    Now each gets an answer it can act on: 503 JSON over HTTP (Weaviate reads the error), also for a
-    request still sending its body; UNAVAILABLE over gRPC."""
+    """Issue 8: requests still in progress when the grace period ends used to lose their connection,
+    and a process with work stuck in the model never exited. Now each gets an answer it can act on:
+    503 JSON over HTTP (Weaviate reads the error), also for a request still sending its body;
+    UNAVAILABLE over gRPC; and the process exits soon after the grace period."""
     import socket
 
     gate = tmp_path / "open-the-gate"
@@ -212,6 +163,7 @@ def test_requests_cut_at_the_end_of_the_grace_get_503_json_and_unavailable(tiny_
         uploading.sendall(b'{"texts": ["')
         wait_until(lambda: sample_value(metrics_text(port), "imagebind_queue_depth", kind="text") == 5, timeout=30)
 
+        signalled = time.monotonic()
         process.terminate()
         for thread in threads:
             thread.join(30)
@@ -226,7 +178,11 @@ def test_requests_cut_at_the_end_of_the_grace_get_503_json_and_unavailable(tiny_
         assert answer.startswith(b"HTTP/1.1 503") and b"grace period is over" in answer, answer
         assert len(grpc_results) == 2 and all(isinstance(r, grpc.RpcError) and r.code() is grpc.StatusCode.UNAVAILABLE
                                               for r in grpc_results), grpc_results
-        gate.touch()  # let the model thread finish its batch: bounding that is the engine's part
+        # The model thread is still held inside its forward (the gate never opens): the engine has
+        # abandoned the work, and the process exits without waiting for it, within the grace period
+        # plus a few seconds (a generous bound: a loaded test machine).
         assert process.proc.wait(60) == 0, process.log()
+        assert time.monotonic() - signalled < settings.shutdown_grace_s + 15, process.log()
+        assert '"drained": false' in process.log()
     finally:
         process.kill()
