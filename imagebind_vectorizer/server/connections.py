@@ -201,7 +201,6 @@ class GuardedConnection(asyncio.Protocol):
         if self.phase is Phase.IDLE:
             self._enter(Phase.HEADERS)
             self._tail = b""
-            self._got_bytes = False
         if self.phase is Phase.HEADERS:
             self._got_bytes = True
             window = self._tail + data

@@ -151,7 +151,9 @@ def _unavailable(message: str) -> web.Response:
 async def _vectorize(body: bytearray, engine: Engine, priority: Priority) -> web.Response:
     # The raw body whatever the Content-Type: Weaviate sends none.
     try:
-        parsed = await parse_vectorize_body(body, BodyLimits.of(engine.settings))
+        parsed = await parse_vectorize_body(  # the engine refuses what it cannot admit before anything is decoded
+            body, BodyLimits.of(engine.settings),
+            before_decoding=lambda counts: engine.check_admission(counts, priority=priority))
         vectors = await engine.embed_request(parsed, priority=priority)
     except InputError as exc:
         if exc.kind is not None:  # the engine's (kind, index): name the request field

@@ -252,3 +252,18 @@ def test_idle_connections_past_the_open_file_limit_do_not_take_the_server_down(t
             sock.close()
         process.terminate()
         process.proc.wait(30)
+
+
+def test_work_the_engine_cannot_admit_is_refused_before_the_body_is_decoded(
+        loop_thread: LoopThread, server_settings: Settings, shared_embedder: Embedder) -> None:
+    """Once the JSON says how many items of each kind a body holds, the engine's admission check
+    runs before any base64 is decoded: five images for a queue of four are refused for their number,
+    even though the fifth is not valid base64 (decoded first, it would have been the error)."""
+    running = start_server(loop_thread, server_settings.replace(queue_size=4), shared_embedder)
+    try:
+        body = json.dumps({"images": ["QUJD"] * 4 + ["not base64!"]}).encode()
+        answer = http_vectorize(running.http_port, body)
+        assert answer.status == 400 and "forward passes" in answer.json()["error"], answer.body
+        assert "base64" not in answer.json()["error"]
+    finally:
+        running.stop()
