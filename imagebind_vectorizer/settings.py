@@ -168,7 +168,7 @@ class Settings:
                                          "largest file that may be segmented (spooled to a temporary file)",
                                          "segments")
     max_segment_streams: int = _opt(2, "IMAGEBIND_MAX_SEGMENT_STREAMS",
-                                    "files segmented at once (each holds one decoder thread); beyond, "
+                                    "files segmented at once (each decoded in its own worker process); beyond, "
                                     "RESOURCE_EXHAUSTED", "segments")
     # Server and engine ------------------------------------------------------------------------
     host: str = _opt("127.0.0.1", "IMAGEBIND_HOST", "address to listen on (0.0.0.0 in the images)", "server")
