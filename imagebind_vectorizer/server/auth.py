@@ -17,7 +17,6 @@ import hmac
 import logging
 import re
 import secrets
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import orjson
 from aiohttp import web
 
 from imagebind_vectorizer.errors import ConfigError
+from imagebind_vectorizer.server.watch import FileState, Throttle, file_states
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._~-]+")
 MIN_KEY_CHARS = 16
 MAX_KEY_CHARS = 512
-#: a changed key file is noticed within this many seconds (it is looked at on use, not polled)
-RELOAD_INTERVAL_S = 1.0
 #: at most one "rejected" log line per transport in this many seconds (a flood must not flood the logs)
 REJECT_LOG_INTERVAL_S = 10.0
 REALM = "imagebind-vectorizer"
@@ -81,7 +79,7 @@ def _digest(key: str) -> bytes:
 class KeyRing:
     """The keys one kind of caller may present: fixed ones plus the lines of `file`.
 
-    The file is looked at again on use, at most once per RELOAD_INTERVAL_S, and re-read when its
+    The file is looked at again on use (watch.py: at most once per second) and re-read when its
     identity, size or modification time changed (a Kubernetes Secret volume swaps a symlink, an
     editor rewrites the file). A file that cannot be read or holds no valid key keeps the previous
     keys and logs a warning: a rotation caught half-way must never open the server."""
@@ -90,18 +88,16 @@ class KeyRing:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self.file = Path(file) if file else None
-        self._fixed = tuple(_digest(k) for k in keys)
         for key in keys:
             check_key(key, name)
-        self._clock = clock
-        self._lock = threading.Lock()
+        self._fixed = tuple(_digest(k) for k in keys)
         self._from_file: tuple[bytes, ...] = ()
-        self._file_state: tuple[int, int, int, int] | None = None
-        self._next_check = 0.0
+        self._file_state: tuple[FileState, ...] | None = None
+        self._last_problem: str | None = None
+        self._throttle = Throttle(clock=clock)
         if self.file is not None:
-            state, keys_in_file = self._read_file()  # at start-up a bad file is an error, not a warning
-            self._from_file, self._file_state = keys_in_file, state
-            self._next_check = clock() + RELOAD_INTERVAL_S
+            # at start-up a bad file is an error, not a warning
+            self._file_state, self._from_file = self._read_file()
 
     @property
     def enabled(self) -> bool:
@@ -122,28 +118,25 @@ class KeyRing:
         return found
 
     def refresh(self) -> None:
-        if self.file is None or self._clock() < self._next_check:
+        if self.file is None or not self._throttle.due():
             return
-        with self._lock:
-            if self._clock() < self._next_check:
+        try:
+            if file_states([self.file]) == self._file_state:
                 return
-            self._next_check = self._clock() + RELOAD_INTERVAL_S
-            try:
-                state = _file_state(self.file)
-                if state == self._file_state:
-                    return
-                state, keys = self._read_file()
-            except (OSError, ConfigError) as exc:
+            state, keys = self._read_file()
+        except (OSError, ConfigError) as exc:
+            if str(exc) != self._last_problem:  # said once per problem, retried every interval
                 log.warning("keeping the previous keys: %s", exc, extra={"fields": {"keys": self.name}})
-                return
-            self._from_file, self._file_state = keys, state
-            log.info("key file re-read", extra={"fields": {"keys": self.name, "file": str(self.file),
-                                                            "count": len(keys)}})
+            self._last_problem = str(exc)
+            return
+        self._from_file, self._file_state, self._last_problem = keys, state, None
+        log.info("key file re-read", extra={"fields": {"keys": self.name, "file": str(self.file),
+                                                        "count": len(keys)}})
 
-    def _read_file(self) -> tuple[tuple[int, int, int, int], tuple[bytes, ...]]:
+    def _read_file(self) -> tuple[tuple[FileState, ...], tuple[bytes, ...]]:
         assert self.file is not None
         try:
-            before = _file_state(self.file)
+            before = file_states([self.file])
             text = self.file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{self.name} file {self.file}: {exc}") from None
@@ -151,11 +144,6 @@ class KeyRing:
         if not keys:
             raise ConfigError(f"{self.name} file {self.file} holds no key")
         return before, tuple(_digest(k) for k in keys)
-
-
-def _file_state(path: Path) -> tuple[int, int, int, int]:
-    info = path.stat()  # follows the symlinks a Secret volume swaps
-    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def presented_key(authorization: str | None) -> str | None:

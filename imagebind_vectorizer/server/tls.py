@@ -1,7 +1,7 @@
 """TLS for both transports from PEM files that may change on disk (a renewed certificate, a rotated
 Kubernetes Secret): new connections get the new certificate without a restart.
 
-The files are looked at when a connection is set up, at most once per RELOAD_INTERVAL_S: HTTP
+The files are looked at when a connection is set up (watch.py: at most once a second): HTTP
 through the TLS server-name callback (OpenSSL calls it on every handshake, with or without SNI),
 which switches the connection to the newest context; gRPC through grpcio's dynamic credentials,
 whose fetcher runs on each handshake. A set of files that does not load (a key that does not match
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,10 +23,10 @@ from pathlib import Path
 import grpc
 
 from imagebind_vectorizer.errors import ConfigError
+from imagebind_vectorizer.server.watch import FileState, Throttle, file_states
 
 log = logging.getLogger(__name__)
 
-RELOAD_INTERVAL_S = 1.0
 TRANSPORTS = ("http", "grpc")
 
 
@@ -38,7 +37,7 @@ class TlsMaterial:
     cert: bytes
     key: bytes
     client_ca: bytes | None
-    state: tuple[tuple[int, int, int, int], ...]
+    state: tuple[FileState, ...]
 
 
 class ServerTls:
@@ -53,16 +52,14 @@ class ServerTls:
         if unknown:
             raise ConfigError(f"client verification for unknown transports {sorted(unknown)}")
         self.verify_clients = verify_clients if self.client_ca_file else frozenset()
-        self._clock = clock
-        self._lock = threading.Lock()
+        self._throttle = Throttle(clock=clock)
         try:
             material, context = self._load()
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise ConfigError(f"TLS: cannot load {self._describe()}: {exc}") from None
         self._material, self._context = material, context
-        self._next_check = clock() + RELOAD_INTERVAL_S
         self._grpc_given: TlsMaterial | None = None
-        self._failed_state: tuple[tuple[int, int, int, int], ...] | None = None
+        self._failed_state: tuple[FileState, ...] | None = None
         self._last_problem: str | None = None
         self.reloads = 0
 
@@ -76,8 +73,8 @@ class ServerTls:
     def _paths(self) -> tuple[Path, ...]:
         return (self.cert_file, self.key_file) + ((self.client_ca_file,) if self.client_ca_file else ())
 
-    def _state(self) -> tuple[tuple[int, int, int, int], ...]:
-        return tuple((s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns) for s in (p.stat() for p in self._paths()))
+    def _state(self) -> tuple[FileState, ...]:
+        return file_states(self._paths())
 
     def _read(self) -> TlsMaterial:
         before = self._state()
@@ -106,35 +103,30 @@ class ServerTls:
         return context
 
     def refresh(self) -> None:
-        """Re-read the files if they changed (at most once per RELOAD_INTERVAL_S)."""
-        if self._clock() < self._next_check:
+        """Re-read the files if they changed (at most once a second)."""
+        if not self._throttle.due():
             return
-        with self._lock:
-            if self._clock() < self._next_check:
+        try:
+            state: tuple[FileState, ...] | None = self._state()
+        except OSError as exc:  # a file missing for a moment during a rotation
+            state, problem = None, exc
+        else:
+            if state in (self._material.state, self._failed_state):
                 return
-            self._next_check = self._clock() + RELOAD_INTERVAL_S
             try:
-                state: tuple[tuple[int, int, int, int], ...] | None = self._state()
-            except OSError as exc:  # a file missing for a moment during a rotation
-                state, problem = None, exc
-            else:
-                if state in (self._material.state, self._failed_state):
-                    return
-                try:
-                    material, context = self._load()
-                    problem = None
-                except (OSError, ssl.SSLError, ValueError) as exc:
-                    problem = exc
-            if problem is not None:
-                # retried when the files change again; the same complaint is said once
-                if str(problem) != self._last_problem:
-                    log.warning("TLS files changed but do not load (keeping the previous certificate): %s",
-                                problem)
-                self._failed_state, self._last_problem = state, str(problem)
-                return
-            self._material, self._context, self._last_problem = material, context, None
-            self.reloads += 1
-            log.info("TLS certificate reloaded", extra={"fields": {"cert": str(self.cert_file)}})
+                material, context = self._load()
+                problem = None
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                problem = exc
+        if problem is not None:
+            # retried when the files change again; the same complaint is said once
+            if str(problem) != self._last_problem:
+                log.warning("TLS files changed but do not load (keeping the previous certificate): %s", problem)
+            self._failed_state, self._last_problem = state, str(problem)
+            return
+        self._material, self._context, self._last_problem = material, context, None
+        self.reloads += 1
+        log.info("TLS certificate reloaded", extra={"fields": {"cert": str(self.cert_file)}})
 
     # HTTP ----------------------------------------------------------------------------------------
     def http_context(self) -> ssl.SSLContext:

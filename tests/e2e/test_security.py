@@ -21,7 +21,8 @@ from weaviate.classes.data import DataObject
 from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateInsertManyAllFailedError
 
 from imagebind_vectorizer.kinds import InputKind
-from imagebind_vectorizer.server.auth import RELOAD_INTERVAL_S, generate_key
+from imagebind_vectorizer.server.auth import generate_key
+from imagebind_vectorizer.server.watch import RELOAD_INTERVAL_S
 from imagebind_vectorizer.weaviate.client import connect
 from imagebind_vectorizer.weaviate.collections import create_collection, make_spec
 from imagebind_vectorizer.weaviate.errors import WeaviateConnectError, WeaviateSideError

@@ -14,7 +14,6 @@ import pytest
 from imagebind_vectorizer.errors import ConfigError
 from imagebind_vectorizer.server.auth import (
     MIN_KEY_CHARS,
-    RELOAD_INTERVAL_S,
     HttpAccess,
     KeyRing,
     RejectLog,
@@ -22,6 +21,7 @@ from imagebind_vectorizer.server.auth import (
     parse_keys,
     presented_key,
 )
+from imagebind_vectorizer.server.watch import RELOAD_INTERVAL_S
 
 OLD, NEW, OTHER = "old-key-0123456789abcdef", "new-key-0123456789abcdef", "other-key-0123456789abcdef"
 

@@ -25,10 +25,10 @@ from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.errors import ConfigError
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.server.app import Server
-from imagebind_vectorizer.server.auth import RELOAD_INTERVAL_S
 from imagebind_vectorizer.server.grpc_service import SERVICE_NAME
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2_grpc as pb_grpc
+from imagebind_vectorizer.server.watch import RELOAD_INTERVAL_S
 from imagebind_vectorizer.settings import Settings
 from imagebind_vectorizer.weaviate.errors import WeaviateConnectError
 from imagebind_vectorizer.weaviate.vectorizer import VectorizerClient
