@@ -39,7 +39,8 @@ class EngineMetrics:
         self.connections = Gauge("imagebind_connections", "Open client connections", ["transport"], registry=r)
         self.connections_closed = Counter("imagebind_connections_closed",
                                           "Connections the server closed or refused, by reason (idle_timeout, "
-                                          "header_timeout, evicted, refused)", ["transport", "reason"], registry=r)
+                                          "header_timeout, evicted, refused, tls_handshake)",
+                                          ["transport", "reason"], registry=r)
         self.ready = Gauge("imagebind_ready", "1 once the model is loaded and the server accepts work",
                            registry=r)
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from imagebind_vectorizer import logs
 from imagebind_vectorizer.engine.engine import Engine
 from imagebind_vectorizer.engine.segments import Segmenter
-from imagebind_vectorizer.server.connections import ConnectionGuard, connection_limit
+from imagebind_vectorizer.server.connections import ConnectionGuard, connection_limit, protocol_logger
 from imagebind_vectorizer.server.security import Security
 from imagebind_vectorizer.server.weaviate_http import OPEN_REQUESTS_KEY, create_app
 from imagebind_vectorizer.settings import Settings
@@ -55,21 +55,19 @@ class Server:
         tls = self.security.tls
         guard = ConnectionGuard(limit=connection_limit(s.max_connections, 2 if s.grpc_port else 1, "HTTP"),
                                 idle_timeout_s=s.idle_timeout_s, header_timeout_s=s.header_timeout_s,
-                                metrics=self.engine.metrics)
+                                metrics=self.engine.metrics, tls=tls.http_context() if tls is not None else None)
         # lingering: after an early answer (408, 413, 429) the unread rest of a body is drained and
         # dropped for this long before the close, so the client reads the answer instead of a reset
         self._app = create_app(self.engine, guard, self.security.http)
         self._runner = web.AppRunner(self._app, access_log=None, handler_cancellation=True,
                                      keepalive_timeout=s.idle_timeout_s, lingering_time=LINGER_S,
-                                     shutdown_timeout=TRANSPORT_CLOSE_S)
+                                     shutdown_timeout=TRANSPORT_CLOSE_S, logger=protocol_logger())
         await self._runner.setup()
         assert self._runner.server is not None
-        # Our own listener instead of web.TCPSite: each connection's protocol is wrapped by the guard.
+        # Our own listener instead of web.TCPSite: each connection's protocol is wrapped by the guard,
+        # which also does the TLS handshake (so handshakes count against the connection limit).
         self._listener = await asyncio.get_running_loop().create_server(
-            guard.protocol_factory(self._runner.server), s.host, s.port, reuse_address=True,
-            # the guard sees a TLS connection only once its handshake is done: bound the handshake too
-            ssl=tls.http_context() if tls is not None else None,
-            ssl_handshake_timeout=s.header_timeout_s if tls is not None else None)
+            guard.protocol_factory(self._runner.server), s.host, s.port, reuse_address=True)
         self.http_port = self._listener.sockets[0].getsockname()[1]
         if s.grpc_port:
             from imagebind_vectorizer.server.grpc_service import start_grpc_server

@@ -146,9 +146,15 @@ class KeyRing:
         return before, tuple(_digest(k) for k in keys)
 
 
-def presented_key(authorization: str | None) -> str | None:
+def presented_key(authorization: str | Sequence[str] | None) -> str | None:
     """The key in an Authorization value: `Bearer <key>`, or the password of `Basic base64(user:key)`
-    (the user name is ignored). None when absent or malformed."""
+    (the user name is ignored). None when absent or malformed, and when several values were sent:
+    the field is not a list, and which of them counted would be a choice a proxy in front of us may
+    make differently (HTTP header lines or gRPC metadata entries repeated)."""
+    if not isinstance(authorization, str):
+        if not authorization or len(authorization) != 1:
+            return None
+        authorization = authorization[0]
     if not authorization:
         return None
     scheme, _, value = authorization.strip().partition(" ")
@@ -235,7 +241,7 @@ def http_auth_middleware(access: HttpAccess, on_reject: Rejected | None = None,
         ring = access.ring_for(route)
         if ring is None:
             return await handler(request)
-        key = presented_key(request.headers.get("Authorization"))
+        key = presented_key(request.headers.getall("Authorization", []))
         if key is not None and ring.matches(key):
             return await handler(request)
         reason = "missing or malformed credentials" if key is None else f"wrong {ring.name}"
@@ -272,8 +278,8 @@ class GrpcAuthInterceptor(grpc.aio.ServerInterceptor):
         method = details.method or ""
         if not self.ring.enabled or method.startswith(self.open_prefixes):
             return await continuation(details)
-        metadata = {k.lower(): v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
-        key = presented_key(metadata.get("authorization"))
+        key = presented_key([v for k, v in (details.invocation_metadata or ())
+                             if k.lower() == "authorization" and isinstance(v, str)])
         if key is not None and self.ring.matches(key):
             return await continuation(details)
         reason = "missing or malformed credentials" if key is None else f"wrong {self.ring.name}"

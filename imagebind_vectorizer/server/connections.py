@@ -14,11 +14,16 @@ handler starts and ends. Only asyncio's protocol methods and aiohttp's public `w
 protocol factory are used. The body-read timeout and the byte budget live with the body reader
 (`server/bodies.py`), where the bytes are counted.
 
-Phases of a connection: HEADERS (a new connection, or a request's first bytes have arrived but not
-all its headers: `header_timeout_s` from the accept or the first byte, then a 408 and the
-connection is closed, as Go's ReadHeaderTimeout does), REQUEST (headers in; the handler reads the
-body under its own timeout and answers) and IDLE (a kept-alive connection between requests:
-`idle_timeout_s`).
+Phases of a connection: HANDSHAKE (TLS only: the handshake, bounded by `header_timeout_s`),
+HEADERS (a new connection, or a request's first bytes have arrived but not all its headers:
+`header_timeout_s` from the accept or the first byte, then a 408 and the connection is closed, as
+Go's ReadHeaderTimeout does), REQUEST (headers in; the handler reads the body under its own timeout
+and answers) and IDLE (a kept-alive connection between requests: `idle_timeout_s`).
+
+TLS is started by the guard on each accepted connection (`loop.start_tls`), not by the listener:
+a connection counts against the limit from its accept, handshake included, so a flood of
+connections that never finish their handshake cannot take more file descriptors than the limit
+allows (with TLS done by the listener, the guard would see a connection only after its handshake).
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ import asyncio
 import enum
 import logging
 import resource
+import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from imagebind_vectorizer.engine.metrics import EngineMetrics
 
@@ -42,9 +50,12 @@ log = logging.getLogger(__name__)
 RESERVED_FDS = 64
 #: what ends a request's headers (a bare LF pair too: seen early is harmless, the parser decides)
 _HEADER_ENDS = (b"\r\n\r\n", b"\n\n")
+#: at most one log line about malformed requests in this many seconds
+MALFORMED_LOG_INTERVAL_S = 10.0
 
 
 class Phase(enum.Enum):
+    HANDSHAKE = "handshake"
     IDLE = "idle"
     HEADERS = "headers"
     REQUEST = "request"
@@ -60,6 +71,45 @@ def raw_json_response(status: int, reason: str, message: str, retry_after: int |
     if retry_after is not None:
         head.append(f"Retry-After: {retry_after}")
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse at error level with the parser's exception, whose text
+    quotes the offending bytes (a too-long or malformed `Authorization` header, key and all) and a
+    traceback, once per request. Installed on the logger aiohttp's protocol is given, it drops those
+    records and says instead, at most once per interval, that malformed requests were answered 400,
+    with the peer, the error's class and how many were not logged: never the client's bytes."""
+
+    def __init__(self, interval_s: float = MALFORMED_LOG_INTERVAL_S) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._next = 0.0
+        self._unlogged = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True  # anything else (our bugs) keeps its traceback
+        now = time.monotonic()
+        if now < self._next:
+            self._unlogged += 1
+            return False
+        self._next = now + self.interval_s
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        record.msg, record.args = "malformed HTTP request answered %s (%s)", (exc.code, type(exc).__name__)
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.fields = {"peer": peer, "similar_requests_not_logged": self._unlogged}  # type: ignore[attr-defined]
+        self._unlogged = 0
+        return True
+
+
+def protocol_logger() -> logging.Logger:
+    """The logger to give aiohttp's protocol (`AppRunner(logger=...)`): malformed requests filtered."""
+    logger = logging.getLogger(f"{__name__}.protocol")
+    if not any(isinstance(f, MalformedRequests) for f in logger.filters):
+        logger.addFilter(MalformedRequests())
+    return logger
 
 
 def open_file_limit() -> int:
@@ -90,11 +140,13 @@ class ConnectionGuard:
     """The registry and timers of one HTTP server's connections."""
 
     def __init__(self, *, limit: int, idle_timeout_s: float, header_timeout_s: float,
-                 metrics: EngineMetrics | None = None) -> None:
+                 metrics: EngineMetrics | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.limit = limit
         self.idle_timeout_s = idle_timeout_s
         self.header_timeout_s = header_timeout_s
         self.metrics = metrics
+        #: with a context, each accepted connection is switched to TLS before aiohttp sees it
+        self.tls = tls
         self._open: dict[GuardedConnection, None] = {}  # insertion-ordered
         self._by_transport: dict[asyncio.BaseTransport, GuardedConnection] = {}
 
@@ -179,6 +231,10 @@ class GuardedConnection(asyncio.Protocol):
         self._tail = b""
         self._got_bytes = False
         self._request: web.BaseRequest | None = None
+        self._handshake: asyncio.Task[None] | None = None
+        #: what arrived or happened between the end of the TLS handshake and our taking over
+        self._early: list[bytes] = []
+        self._early_eof = False
 
     # asyncio.Protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -186,17 +242,60 @@ class GuardedConnection(asyncio.Protocol):
         self.transport = transport
         if not self.guard._admit(self):
             self._refused = True
-            transport.write(raw_json_response(503, "Service Unavailable",
-                                              f"too many open connections (limit {self.guard.limit}); retry later",
-                                              retry_after=1))
+            if self.guard.tls is None:  # on a TLS port a plain-text answer would only be noise
+                transport.write(raw_json_response(503, "Service Unavailable",
+                                                  f"too many open connections (limit {self.guard.limit}); "
+                                                  "retry later", retry_after=1))
             transport.close()
             return
+        if self.guard.tls is not None:
+            self.phase, self.since = Phase.HANDSHAKE, asyncio.get_running_loop().time()
+            transport.pause_reading()  # the handshake's bytes are for the TLS layer start_tls puts in place
+            self._handshake = asyncio.ensure_future(self._start_tls(transport, self.guard.tls))
+            return
+        self._established(transport)
+
+    async def _start_tls(self, transport: asyncio.Transport, context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        if self._closed:  # lost or evicted before the handshake began
+            return
+        try:
+            secured = await loop.start_tls(transport, self, context, server_side=True,
+                                           ssl_handshake_timeout=self.guard.header_timeout_s)
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError and ConnectionError are OSErrors
+            secured = None
+            log.debug("TLS handshake failed", extra={"fields": {"error": type(exc).__name__}})
+        except Exception:  # not the client's doing: say so, and still let the connection go
+            secured = None
+            log.exception("TLS handshake could not be run")
+        if self._closed:  # evicted while shaking hands
+            if secured is not None:
+                secured.close()
+            return
+        if secured is None:  # failed, or returned None because the connection was lost meanwhile
+            transport.close()
+            self._closed = True
+            self.guard._forget(self)
+            self.guard._count_closed("tls_handshake")
+            return
+        self._established(secured)
+        early, self._early = self._early, []
+        for data in early:
+            self.data_received(data)
+        if self._early_eof:
+            self.eof_received()
+
+    def _established(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
         self.guard._register_transport(self, transport)
         self._enter(Phase.HEADERS)  # the first request's headers are due within the header timeout
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         if self._refused or self._closed:
+            return
+        if self.phase is Phase.HANDSHAKE:  # decrypted bytes that came with the handshake's last flight
+            self._early.append(data)
             return
         if self.phase is Phase.IDLE:
             self._enter(Phase.HEADERS)
@@ -216,6 +315,9 @@ class GuardedConnection(asyncio.Protocol):
         nothing more can come and the connection closes."""
         if self._refused or self._closed:
             return None
+        if self.phase is Phase.HANDSHAKE:
+            self._early_eof = True
+            return None
         self.read_closed = True
         tls = self.transport is not None and self.transport.get_extra_info("sslcontext") is not None
         if self.phase is Phase.REQUEST and not tls:  # TLS has no half-close: asyncio closes regardless
@@ -226,6 +328,12 @@ class GuardedConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         if self._refused:
+            return
+        if self.phase is Phase.HANDSHAKE and self._handshake is not None:  # gone before TLS was set up
+            if not self._closed:
+                self._closed = True
+                self.guard._forget(self)
+                self.guard._count_closed("tls_handshake")
             return
         self._closed = True
         self.guard._forget(self)

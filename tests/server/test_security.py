@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -89,6 +90,16 @@ def call(port: int, method: str, path: str, *, authorization: str | None = None,
         conn.close()
 
 
+def raw_answer(port: int, request: bytes) -> bytes:
+    """Send bytes as they are (e.g. a request no HTTP client library would write); read to the close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
 def vectorize(port: int, authorization: str | None, context: ssl.SSLContext | None = None) -> Answer:
     return call(port, "POST", "/vectorize", authorization=authorization, body=vectorize_body(texts=TEXTS),
                 context=context)
@@ -162,6 +173,24 @@ def test_http_with_the_key_as_basic_password_or_bearer_works(secured: InProcessS
     answer = vectorize(secured.http_port, header)
     assert answer.status == 200, answer.body
     np.testing.assert_allclose(answer.json()["textVectors"], reference.embed(InputKind.TEXT, TEXTS), atol=1e-5)
+
+
+def test_a_repeated_authorization_is_refused_on_both_transports(secured: InProcessServer) -> None:
+    """Authorization is not a list: with two values, which one counts is a guess a proxy in front may
+    make differently (the first held before on HTTP, the last on gRPC). Neither is taken."""
+    for first, second in ((OLD, WRONG), (WRONG, OLD), (OLD, OLD)):
+        answer = call(secured.http_port, "GET", "/meta", authorization=f"Bearer {first}",
+                      extra={"Authorization": basic(second)})
+        assert_unauthorized(answer, "authentication required")
+    channel, stub = stub_for(secured.grpc_target)
+    try:
+        for first, second in ((OLD, WRONG), (WRONG, OLD)):
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Meta(pb.MetaRequest(), metadata=(*bearer(first), *bearer(second)), timeout=10)
+            assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert stub.Meta(pb.MetaRequest(), metadata=bearer(OLD), timeout=10).model == "ImageBindModel"
+    finally:
+        channel.close()
 
 
 def test_probes_are_open_and_path_tricks_do_not_reach_the_api(secured: InProcessServer) -> None:
@@ -367,8 +396,6 @@ def grpc_credentials(pki: dict, client: str | None = None) -> grpc.ChannelCreden
 
 
 def served_serial(port: int, context: ssl.SSLContext) -> int:
-    import socket
-
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
             context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
         return serial_of(tls.getpeercert(binary_form=True))
@@ -403,6 +430,29 @@ def test_tls_on_both_transports_with_a_test_ca(loop_thread: LoopThread, server_s
         finally:
             plain.close()
     finally:
+        running.stop()
+
+
+def test_connections_that_never_finish_their_tls_handshake_count_against_the_limit(
+        loop_thread: LoopThread, server_settings: Settings, shared_embedder: Embedder, pki: dict) -> None:
+    """A connection holds a file descriptor from its accept, TLS handshake or not: unfinished
+    handshakes count, and the oldest make room for new connections as idle ones do (a TLS listener
+    used to hand a connection to the limit only after its handshake, so connections that never
+    sent a byte could take every file descriptor the process had)."""
+    running = start_server(loop_thread, server_settings.replace(
+        tls_cert_file=str(pki["cert"]), tls_key_file=str(pki["key"]), max_connections=8), shared_embedder)
+    silent: list[socket.socket] = []
+    try:
+        for _ in range(20):
+            silent.append(socket.create_connection(("127.0.0.1", running.http_port), timeout=30))
+        assert vectorize(running.http_port, None, https_context(pki)).status == 200
+        assert running.sample("imagebind_connections", {"transport": "http"}) <= 8
+        assert running.sample("imagebind_connections_closed_total",
+                              {"transport": "http", "reason": "evicted"}) >= 12
+        assert silent[0].recv(1) == b"", "the oldest unfinished handshake made room first"
+    finally:
+        for sock in silent:
+            sock.close()
         running.stop()
 
 
@@ -522,6 +572,11 @@ def test_no_key_in_any_log_line(server_settings: Settings, tmp_path: Path) -> No
             vectorize(process.http_port, header)
         call(process.http_port, "GET", "/metrics", authorization=basic(WRONG))
         call(process.http_port, "POST", "/vectorize", authorization=basic(OLD), body=b"{not json")
+        # Requests aiohttp's parser refuses: its exception quotes the offending header line
+        for malformed in (f"Authorization: Bearer {OLD}{'x' * 9000}", f"Authorization: Bearer {NEW}\x00",
+                          f"Authorization: Bearer\r\n {OLD}", f"Host: {NEW}\x01"):
+            assert raw_answer(process.http_port, b"GET /meta HTTP/1.1\r\nHost: x\r\n" + malformed.encode()
+                              + b"\r\n\r\n").startswith(b"HTTP/1.0 400")
         channel, stub = stub_for(f"127.0.0.1:{process.grpc_port}")
         for metadata in (bearer(OLD), bearer(WRONG), ()):
             with contextlib.suppress(grpc.RpcError):
@@ -536,6 +591,7 @@ def test_no_key_in_any_log_line(server_settings: Settings, tmp_path: Path) -> No
     assert "request rejected" in log and "key file re-read" in log and '"api_keys": 2' in log
     for secret in (OLD, NEW, WRONG, SCRAPER):
         assert secret not in log, f"a key appears in the server's output:\n{log}"
+    assert "malformed HTTP request answered 400" in log
 
 
 def test_the_segment_client_sends_the_key_over_tls(loop_thread: LoopThread, server_settings: Settings,
