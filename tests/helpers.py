@@ -210,3 +210,19 @@ def png_claiming_size(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
             + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
+
+
+def checkout_env(dest: Path, checkout: Path | None = None) -> str:
+    """What `make` gives a checkout (scripts/checkout_env.py): a small environment at `dest` over the
+    shared one this test run uses (found through weaviate-client, one of its packages), whose bin/
+    holds the checkout's `imagebind-vectorizer`. Returns the script's output."""
+    import subprocess
+    import sys
+
+    import weaviate
+
+    root = Path(__file__).resolve().parents[1]
+    shared = Path(weaviate.__file__).resolve().parents[4]  # <venv>/lib/pythonX.Y/site-packages/weaviate
+    return subprocess.run([sys.executable, str(root / "scripts" / "checkout_env.py"), str(shared),
+                           "--checkout", str(checkout or root), "--dest", str(dest)],
+                          capture_output=True, text=True, timeout=120, check=True).stdout
