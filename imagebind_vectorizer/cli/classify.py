@@ -6,13 +6,14 @@ import argparse
 import json
 import sys
 
+from imagebind_vectorizer import notices, progress
 from imagebind_vectorizer.cli.search import add_input_arguments
-from imagebind_vectorizer.weaviate.classify import DEFAULT_TEMPLATES
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.client import add_server_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    defaults = "; ".join(f"{kind.value}: {template!r}" for kind, template in DEFAULT_TEMPLATES.items())
+    defaults = "; ".join(f"{kind.value}: {kind.facts.zero_shot_template!r}" for kind in InputKind)
     parser = subparsers.add_parser(
         "classify", help="zero-shot classification of any input against text labels",
         description="Embed the labels as texts (through a prompt template) and the input in its own modality with "
@@ -22,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_input_arguments(parser, repeatable=False)
     parser.add_argument("--template", metavar="T", help="prompt template containing {label}")
     parser.add_argument("--json", action="store_true")
+    progress.add_flag(parser)
     add_server_argument(parser)
     parser.set_defaults(handler=run)
 
@@ -38,8 +40,11 @@ def run(args: argparse.Namespace) -> int:
     kind, value = args.inputs[0]
     item = QueryInput.of(kind, value)
     connection = ConnectionSettings.load(args)
-    scores = classify(VectorizerClient.from_connection(connection), item, args.labels.split(","),
-                      template=args.template)
+    server = VectorizerClient.from_connection(connection)
+    if notices.reports_random_weights(server.meta()):
+        print(notices.banner(notices.RANDOM_WEIGHTS), file=sys.stderr)
+    with progress.waiting(f"classifying on {server.url}", show=progress.enabled(args)):
+        scores = classify(server, item, args.labels.split(","), template=args.template)
     if args.json:
         print(json.dumps([{"label": s.label, "probability": s.probability, "cosine": s.similarity,
                            "prompt": s.prompt} for s in scores], indent=2))

@@ -55,7 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def quiet_client() -> None:
-    """The CLI reports Weaviate's errors itself; the client's own logging would repeat them."""
+    """The CLI reports Weaviate's errors itself; the client's own logging would repeat them (and
+    for a failed insert, print every failed object whole)."""
+    # weaviate-client imports its logger module lazily, which then resets the level from
+    # WEAVIATE_LOG_LEVEL: importing it first makes the level set below the one that stays.
+    import weaviate.logger  # noqa: F401
+
     from imagebind_vectorizer.cli import setup_logging
 
     setup_logging("warning")

@@ -15,12 +15,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from imagebind_vectorizer import notices, progress
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.settings import ConnectionSettings, Settings, add_arguments
 
 SAMPLE_MEDIA = Path(__file__).resolve().parents[1] / "sample_media"
-RANDOM_BANNER = ("RANDOM WEIGHTS: the whole pipeline runs, but the model is untrained, so every ranking and "
-                 "probability below is meaningless")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=3, help="results per query [3]")
     parser.add_argument("--keep", action="store_true",
                         help="keep the collection (with --weaviate-url; a local Weaviate is always removed)")
+    progress.add_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -68,33 +68,32 @@ def resolve_weights(args: argparse.Namespace) -> tuple[list[str], str] | None:
     cached = source.cached_path()
     if cached.is_file():
         return [*flags, "--checkpoint", str(cached)], f"official weights {cached}"
-    how = ("  * download them:        imagebind-vectorizer download   (about 4.8 GB, CC-BY-NC 4.0)\n"
-           "  * point to a file:      imagebind-vectorizer demo --checkpoint /path/to/imagebind_huge.pth\n"
-           "  * or put it in the cache: " + str(cached) + "  (IMAGEBIND_CACHE sets the folder)\n"
-           "  * or try the plumbing:  imagebind-vectorizer demo --random-weights   (rankings are meaningless)")
     if args.no_download:
         say(f"No ImageBind weights are available: {cached} does not exist and --no-download was given.\n"
-            f"The demo needs real weights to give meaningful results. To provide them:\n{how}")
+            f"The demo needs real weights to give meaningful results. {notices.how_to_provide_weights(cached)}")
         return None
-    say(f"The official ImageBind weights are not in the cache; downloading them to {cached} (about 4.8 GB).")
     try:
-        path = resolve_checkpoint(source, progress=True)
+        path = resolve_checkpoint(source, progress=progress.enabled(args), announce=say)
     except CheckpointError as exc:
-        say(f"\nNo ImageBind weights are available: the download failed ({exc}).\nTo provide them:\n{how}")
+        say(f"\n{exc}")  # what failed, and how else to provide the weights
         return None
     return [*flags, "--checkpoint", str(path)], f"official weights {path}"
 
 
 @contextlib.contextmanager
-def step(text: str) -> Iterator[None]:
-    print(f"-- {text} ...", end="", flush=True)
+def step(text: str, show: bool) -> Iterator[None]:
+    """One stage: on a terminal a spinner with the elapsed time while it runs, then one line with
+    its duration; elsewhere the line is printed first, so a log shows what is running."""
+    if not show:
+        print(f"-- {text} ...", end="", flush=True)
     started = time.monotonic()
     try:
-        yield
+        with progress.waiting(f"-- {text} ...", show=show):
+            yield
     except BaseException:
-        print(" failed", flush=True)
+        print(f"-- {text} ... failed" if show else " failed", flush=True)
         raise
-    print(f" done ({time.monotonic() - started:.1f} s)", flush=True)
+    print(f"{f'-- {text} ...' if show else ''} done ({time.monotonic() - started:.1f} s)", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,15 +122,16 @@ def _run(args: argparse.Namespace, serve_flags: list[str], description: str, tmp
     from imagebind_vectorizer.weaviate.vectorizer import VectorizerClient
 
     random = "--random-weights" in serve_flags
+    show = progress.enabled(args)
     if random:
-        say(f"*** {RANDOM_BANNER} ***")
+        say(notices.banner(notices.RANDOM_WEIGHTS))
     say(f"ImageBind demo · weights: {description}")
     server = LocalVectorizer([*serve_flags, "--log-format", "text", "--log-level", "warning"],
                              log_path=tmp / "vectorizer.log", grpc_port=0)
     weaviate_proc: LocalWeaviate | None = None
     client = None
     try:
-        with step(f"starting the vectorizer on {server.url} (loading the model)"):
+        with step(f"starting the vectorizer on {server.url} (loading the model)", show):
             server.start()
         if args.weaviate_url:
             weaviate_url, grpc_port = args.weaviate_url, ConnectionSettings.load(args).weaviate_grpc_port
@@ -139,23 +139,23 @@ def _run(args: argparse.Namespace, serve_flags: list[str], description: str, tmp
                 "which must load the same weights as the one started here")
         else:
             weaviate_proc = LocalWeaviate(server.url, data_dir=tmp / "weaviate-data", log_path=tmp / "weaviate.log")
-            with step(f"starting Weaviate on {weaviate_proc.url} (BIND_INFERENCE_API={server.url})"):
+            with step(f"starting Weaviate on {weaviate_proc.url} (BIND_INFERENCE_API={server.url})", show):
                 weaviate_proc.start()
             weaviate_url, grpc_port = weaviate_proc.url, weaviate_proc.grpc_port
         client = connect(weaviate_url, grpc_port=grpc_port)
         spec = make_spec(args.collection, properties=["category:text"],
                          description="imagebind-vectorizer demo: sample media of every kind")
-        with step(f"creating collection {args.collection}"):
+        with step(f"creating collection {args.collection}", show):
             collection = create_collection(client, spec, replace=True)
-        with step(f"ingesting {args.media}"):
-            manifest = args.media / "manifest.csv"
-            report = ingest_folder(collection, args.media, manifest=manifest if manifest.is_file() else None,
-                                   batch_size=8, progress=False)
+        say(f"-- ingesting {args.media} (Weaviate sends each object to the vectorizer)")
+        manifest = args.media / "manifest.csv"
+        report = ingest_folder(collection, args.media, manifest=manifest if manifest.is_file() else None,
+                               batch_size=8, progress=show)
         say(format_report(report, collection.name))
         if not report.ok:
             return 1
-        queries_ok = _queries(collection, VectorizerClient(server.url), args.media, args.limit, random)
-        moments_ok = _moments(client, server, args.collection + "Moments", tmp, random)
+        queries_ok = _queries(collection, VectorizerClient(server.url), args.media, args.limit, random, show)
+        moments_ok = _moments(client, server, args.collection + "Moments", tmp, random, show)
         if args.weaviate_url and not args.keep:
             delete_collection(client, args.collection)
             delete_collection(client, args.collection + "Moments")
@@ -166,7 +166,7 @@ def _run(args: argparse.Namespace, serve_flags: list[str], description: str, tmp
     finally:
         if client is not None:
             client.close()
-        with step("shutting down"):
+        with step("shutting down", show):
             if weaviate_proc is not None:
                 weaviate_proc.stop()
             server.stop()
@@ -204,7 +204,7 @@ def long_recording(path: Path) -> None:
         out.writeframes(pcm.tobytes())
 
 
-def _moments(client: object, server: object, name: str, tmp: Path, random: bool) -> bool:
+def _moments(client: object, server: object, name: str, tmp: Path, random: bool, show: bool) -> bool:
     """Moment search: a long recording ingested as 10-second segments, then found to the window."""
     from imagebind_vectorizer.client.segments import SegmentClient
     from imagebind_vectorizer.errors import ImageBindError
@@ -225,24 +225,26 @@ def _moments(client: object, server: object, name: str, tmp: Path, random: bool)
     placed = ", ".join(f"{sound} at {at:g}-{at + 10:g} s" for sound, at in RECORDING_SOUNDS)
     say(f"\n== moments: a {RECORDING_SECONDS:g}-second recording with {placed}, in 10-second segments{note}")
     try:
-        with step(f"creating moment collection {name}"):
+        with step(f"creating moment collection {name}", show):
             collection = create_moments_collection(client, make_moments_spec(name), replace=True)  # type: ignore[arg-type]
-        with step("ingesting it as segments (VectorizeSegments)"), \
-                SegmentClient(server.grpc_address) as segments:  # type: ignore[attr-defined]
+        say("-- ingesting it as segments (VectorizeSegments)")
+        with SegmentClient(server.grpc_address) as segments:  # type: ignore[attr-defined]
             report = ingest_moments(collection, folder, segments, spec=WindowSpec(10.0),
-                                    profile=segments.preprocessing(), progress=False)
+                                    profile=segments.preprocessing(), progress=show)
         say(format_moments_report(report, name))
         for query in (QueryInput.of(InputKind.AUDIO, SAMPLE_MEDIA / "beep_440hz.wav"),
                       QueryInput.of(InputKind.TEXT, "waves breaking on a beach")):
             say(f"\n== when in the recording: {query.kind.value} {query.label}{note}")
-            say(format_moments(search_moments(collection, query, files=1, per_file=3)))
+            with progress.waiting("searching the moments", show=show):
+                found = search_moments(collection, query, files=1, per_file=3)
+            say(format_moments(found))
         return report.ok
     except ImageBindError as exc:
         say(f"   error: {exc}")
         return False
 
 
-def _queries(collection: object, server: object, media: Path, limit: int, random: bool) -> bool:
+def _queries(collection: object, server: object, media: Path, limit: int, random: bool, show: bool) -> bool:
     from imagebind_vectorizer.errors import ImageBindError
     from imagebind_vectorizer.weaviate.classify import classify, format_scores
     from imagebind_vectorizer.weaviate.search import QueryInput, format_table, search
@@ -266,7 +268,8 @@ def _queries(collection: object, server: object, media: Path, limit: int, random
     for title, inputs, options in plans:
         say(f"\n== {title}{note}")
         try:
-            result = search(collection, inputs, limit=limit, **options)  # type: ignore[arg-type]
+            with progress.waiting(f"searching ({title})", show=show):
+                result = search(collection, inputs, limit=limit, **options)  # type: ignore[arg-type]
         except ImageBindError as exc:
             say(f"   error: {exc}")
             ok = False
@@ -274,8 +277,9 @@ def _queries(collection: object, server: object, media: Path, limit: int, random
         say(format_table(result))
     say(f"\n== zero-shot classification of beep_440hz.wav{note}")
     try:
-        scores = classify(server, QueryInput.of(InputKind.AUDIO, media / "beep_440hz.wav"),  # type: ignore[arg-type]
-                          ["a beep", "a dog barking", "rain", "a car engine", "speech"])
+        with progress.waiting("classifying", show=show):
+            scores = classify(server, QueryInput.of(InputKind.AUDIO, media / "beep_440hz.wav"),  # type: ignore[arg-type]
+                              ["a beep", "a dog barking", "rain", "a car engine", "speech"])
         say(format_scores(scores))
     except ImageBindError as exc:
         say(f"   error: {exc}")

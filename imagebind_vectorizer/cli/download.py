@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from imagebind_vectorizer import progress
 from imagebind_vectorizer.settings import Settings, add_arguments
 
 
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "a download that differs is removed.")
     add_arguments(parser, names=("checkpoint_url", "checkpoint_sha256", "cache_dir"),
                   aliases={"checkpoint_url": ("--url",), "checkpoint_sha256": ("--sha256",)})
-    parser.add_argument("--no-progress", action="store_true")
+    progress.add_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -30,10 +31,8 @@ def run(args: argparse.Namespace) -> int:
     setup_logging("warning")
     settings = Settings.load(args, checkpoint=None)  # this command fills the cache; a local file is beside the point
     source = CheckpointSource.of(settings)
-    target = source.cached_path()
-    if not target.is_file():
-        print(f"downloading {settings.checkpoint_url}\n  to {target}", file=sys.stderr)
-    path = resolve_checkpoint(source, progress=not args.no_progress and sys.stderr.isatty())
+    path = resolve_checkpoint(source, progress=progress.enabled(args),
+                              announce=lambda text: print(text, file=sys.stderr))
     record = read_sidecar(path)
     if record is None:
         print(f"computing the sha256 of {path} ...", file=sys.stderr)

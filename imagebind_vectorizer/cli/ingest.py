@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from imagebind_vectorizer import progress
 from imagebind_vectorizer.weaviate.client import add_connection_arguments
 
 
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="objects per insert call [default 32]")
     parser.add_argument("--overwrite", action="store_true",
                         help="insert objects again even if they exist (updates their metadata)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    progress.add_flag(parser)
     parser.add_argument("--follow-symlinks", action="store_true",
                         help="read symbolic links that point outside DIR, and enter linked folders (by default "
                              "they are reported and skipped, so nothing outside DIR reaches Weaviate)")
@@ -61,13 +62,15 @@ def run(args: argparse.Namespace) -> int:
     client = connect_from_args(args)
     try:
         collection = get_collection(client, args.collection)
+        # Each failure once, as it happens (one bounded line, above the progress bar); the summary
+        # then only counts them.
         report = ingest_folder(collection, args.folder, manifest=args.manifest, batch_size=args.batch_size,
-                               overwrite=args.overwrite, progress=not args.no_progress and sys.stderr.isatty(),
+                               overwrite=args.overwrite, progress=progress.enabled(args),
                                on_problem=lambda p: tqdm.write(f"failed: {p}", file=sys.stderr),
                                follow_symlinks=args.follow_symlinks)
     finally:
         client.close()
-    print(format_report(report, collection.name))
+    print(format_report(report, collection.name, list_failures=False))
     return 0 if report.ok else 1
 
 
@@ -94,7 +97,7 @@ def run_moments(args: argparse.Namespace) -> int:
         collection = get_collection(client, args.collection)
         report = ingest_moments(collection, args.folder, server, spec=spec, profile=server.preprocessing(),
                                 manifest=args.manifest, batch_size=args.batch_size, segment_over=args.segment_over,
-                                progress=not args.no_progress and sys.stderr.isatty(),
+                                progress=progress.enabled(args),
                                 on_problem=lambda p: tqdm.write(f"problem: {p}", file=sys.stderr),
                                 follow_symlinks=args.follow_symlinks)
     finally:

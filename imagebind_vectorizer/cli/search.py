@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Any
 
+from imagebind_vectorizer import progress
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.client import add_connection_arguments
 
@@ -56,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     moments.add_argument("--part", choices=("visual", "audio"),
                          help="only what is seen (visual) or only what is heard (audio); default: both, a window "
                               "scored by its best part")
+    progress.add_flag(parser)
     add_connection_arguments(parser, server=True)
     parser.set_defaults(handler=run)
 
@@ -79,7 +81,14 @@ def run(args: argparse.Namespace) -> int:
     from imagebind_vectorizer.settings import ConnectionSettings
     from imagebind_vectorizer.weaviate.client import connect_from_args
     from imagebind_vectorizer.weaviate.collections import get_collection
-    from imagebind_vectorizer.weaviate.search import QueryInput, check_same_model, format_json, format_table, search
+    from imagebind_vectorizer.weaviate.search import (
+        QueryInput,
+        check_same_model,
+        format_json,
+        format_table,
+        random_weights_notice,
+        search,
+    )
     from imagebind_vectorizer.weaviate.vectorizer import VectorizerClient
 
     quiet_client()
@@ -98,9 +107,15 @@ def run(args: argparse.Namespace) -> int:
             warning = check_same_model(client, server)
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)
+        notice = random_weights_notice(client, server)
+        if notice:
+            print(notice, file=sys.stderr)
         collection = get_collection(client, args.collection)
-        result = search(collection, inputs, weights=weights, where=args.where, hybrid_alpha=args.hybrid_alpha,
-                        limit=args.limit, target_vector=args.target_vector, server=server)
+        # Weaviate (or our server, for a composed query) vectorizes the input while we wait: a
+        # video on a CPU can take minutes, so show that time passes.
+        with progress.waiting(f"searching {collection.name}", show=progress.enabled(args)):
+            result = search(collection, inputs, weights=weights, where=args.where, hybrid_alpha=args.hybrid_alpha,
+                            limit=args.limit, target_vector=args.target_vector, server=server)
     finally:
         client.close()
     print(format_json(result) if args.json else format_table(result))

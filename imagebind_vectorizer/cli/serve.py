@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from imagebind_vectorizer import notices
 from imagebind_vectorizer.settings import Settings, add_arguments
 
 
@@ -16,6 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from imagebind_vectorizer import logs
     from imagebind_vectorizer.server.app import serve
 
-    return serve(Settings.load(args))
+    settings = Settings.load(args)
+    if settings.random_weights:  # in the server's own log format, before the model loads (/meta says it too)
+        logs.configure(settings.log_level, settings.log_format)
+        logging.getLogger("imagebind_vectorizer.serve").warning(notices.banner(notices.RANDOM_WEIGHTS))
+    return serve(settings)

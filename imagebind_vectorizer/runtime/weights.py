@@ -4,10 +4,12 @@ another) URL, downloaded once into the cache folder and verified."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagebind_vectorizer.errors import CheckpointError
+from imagebind_vectorizer.notices import download_notice, how_to_provide_weights
 from imagebind_vectorizer.runtime.download import cache_file_name, download, read_sidecar, sha256_file, write_sidecar
 from imagebind_vectorizer.settings import OFFICIAL_CHECKPOINT_URL, Settings, cache_home
 
@@ -41,8 +43,11 @@ class CheckpointSource:
         return (self.cache_dir or default_cache_dir()) / cache_file_name(self.url)
 
 
-def resolve_checkpoint(source: CheckpointSource, *, progress: bool = True) -> Path:
-    """A local file ready to load. Downloads only when no explicit path was given."""
+def resolve_checkpoint(source: CheckpointSource, *, progress: bool = True,
+                       announce: Callable[[str], None] | None = None) -> Path:
+    """A local file ready to load. Downloads only when no explicit path was given, and says so
+    first (`announce`, default: a warning in the log), with the size; when the download fails
+    (offline, say), the error says how else to provide the weights."""
     if source.path is not None:
         path = Path(source.path).expanduser()
         if not path.is_file():
@@ -61,6 +66,9 @@ def resolve_checkpoint(source: CheckpointSource, *, progress: bool = True) -> Pa
             raise CheckpointError(f"cached checkpoint {path} has sha256 {record.sha256}, expected "
                                   f"{source.sha256}; delete it to download again")
         return path
-    log.info("downloading %s to %s", source.url, path)
-    download(source.url, path, sha256=source.sha256, size=source.size, progress=progress)
+    (announce or log.warning)(download_notice(source.url, path))
+    try:
+        download(source.url, path, sha256=source.sha256, size=source.size, progress=progress)
+    except CheckpointError as exc:
+        raise CheckpointError(f"No ImageBind weights are available: {exc}.\n{how_to_provide_weights(path)}") from exc
     return path

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -52,7 +53,8 @@ def connect(url: str = _DEFAULTS.weaviate_url, *, grpc_port: int | None = None, 
             skip_init_checks=True,
         )
     except weaviate.exceptions.WeaviateBaseError as exc:
-        raise WeaviateConnectError(f"cannot connect to Weaviate at {url}: {one_line(str(exc))}") from None
+        raise WeaviateConnectError(f"cannot connect to Weaviate at {url}: {connect_reason(exc)} -- is it running "
+                                   "there? (--weaviate-url / WEAVIATE_URL say where)") from None
     try:
         ready = client.is_ready()
     except weaviate.exceptions.WeaviateBaseError:
@@ -61,6 +63,23 @@ def connect(url: str = _DEFAULTS.weaviate_url, *, grpc_port: int | None = None, 
         client.close()
         raise WeaviateConnectError(f"Weaviate at {url} is not ready (GET /v1/.well-known/ready failed)")
     return client
+
+
+def connect_reason(exc: BaseException) -> str:
+    """Why a connection failed, in words. weaviate-client's own message often ends in an empty
+    "Details: ." while the reason ("[Errno 111] Connection refused") sits on an exception it wraps."""
+    reasons: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = one_line(str(current))
+        text = re.sub(r"^(Could not connect to Weaviate:\s*)?(Connection to Weaviate failed\.)?\s*(Details:\s*)?",
+                      "", text).strip().rstrip(".").strip()
+        if text and not any(text in known for known in reasons):
+            reasons.append(text)
+        current = current.__cause__ or current.__context__
+    return "; ".join(reasons[:2]) or "no reason given"
 
 
 def one_line(text: str, limit: int = 600) -> str:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imagebind_vectorizer import notices
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.client import weaviate_errors
 from imagebind_vectorizer.weaviate.collections import MEDIA_PROPERTIES, describe, parse_scalar
@@ -180,6 +182,19 @@ def check_same_model(client: Any, server: VectorizerClient) -> str | None:
     if sha_w and sha_o and sha_w != sha_o:
         return f"Weaviate's vectorizer and {server.url} load different checkpoints ({sha_w[:12]} vs {sha_o[:12]})"
     return None
+
+
+def random_weights_notice(client: Any, server: VectorizerClient | None = None) -> str | None:
+    """The loud notice when the model behind a search has random weights: Weaviate relays our
+    server's /meta as its multi2vec-bind module's meta, and a composed query's server answers its
+    own. Best effort: an unreachable meta never breaks a search."""
+    metas: list[Any] = []
+    with contextlib.suppress(Exception):
+        metas.append((client.get_meta().get("modules") or {}).get("multi2vec-bind"))
+    if server is not None:
+        with contextlib.suppress(Exception):
+            metas.append(server.meta())
+    return notices.banner(notices.RANDOM_WEIGHTS) if any(map(notices.reports_random_weights, metas)) else None
 
 
 # Search -------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from imagebind_vectorizer import notices
 from tests.e2e.support import subprocess_env
 
 SECTIONS = ["text", "image", "audio", "video", "depth", "thermal", "IMU"]
@@ -81,7 +82,7 @@ def test_demo_with_random_weights_labels_every_result_and_can_use_an_existing_we
                       "--collection", "DemoRandomWeights")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "RANDOM WEIGHTS" in output and "every ranking and probability below is meaningless" in output
+    assert notices.banner(notices.RANDOM_WEIGHTS) in output
     titles = re.findall(r"^== (.+)$", result.stdout, flags=re.M)
     assert len(titles) == 13  # 7 kinds, hybrid, composed, classification, moments and 2 moment queries
     assert all("[random weights: rankings are meaningless]" in title for title in titles)

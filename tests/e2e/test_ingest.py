@@ -158,18 +158,42 @@ def test_bad_files_are_reported_with_their_reason_and_the_rest_lands(client, cli
     code, out, err = cli("ingest", str(folder), "--collection", collection_name)
     assert code == 1
     text = out + err
-    broken_line = next(line for line in text.splitlines() if line.strip().startswith("broken.png"))
+    failures = [line for line in err.splitlines() if line.startswith("failed: ")]
+    assert len(failures) == 3, err  # each failure once, as it happens
+    broken_line = next(line for line in failures if line.startswith("failed: broken.png: "))
     assert "fail with status 400" in broken_line and "images[0]" in broken_line  # our server's 400, via Weaviate
     with pytest.raises(QueryError) as direct:  # the same bytes sent straight to our server
         ours.vectorize({InputKind.IMAGE: [broken_png]})
     assert "(HTTP 400)" in str(direct.value)
     assert str(direct.value).split("(HTTP 400): ", 1)[1] in broken_line  # relayed word for word
-    assert any(line.strip().startswith("random.bin: unrecognised content") for line in text.splitlines())
-    assert any("depth/not-an-image.wav: marked as depth, which must be an image file" in line
-               for line in text.splitlines())
-    assert f"{collection_name}: 2 inserted" in out and "3 failed" in out
+    assert any(line.startswith("failed: random.bin: unrecognised content") for line in failures)
+    assert any(line.startswith("failed: depth/not-an-image.wav: marked as depth, which must be an image file")
+               for line in failures)
+    assert f"{collection_name}: 2 inserted" in out and "3 failed (listed above)" in out
+    assert "broken.png" not in out  # not repeated in the summary
     assert "Traceback" not in text
     assert count(client.collections.get(collection_name)) == 2
+
+
+def test_failures_are_listed_once_each_in_short_lines_and_no_payload_is_printed(client, cli, weaviate_server,
+                                                                               tmp_path: Path, collection_name):
+    """Large objects that all fail: weaviate-client logs a failed batch with every object in it (base64),
+    and re-enables its logger when it first imports its logger module; none of that may reach the
+    terminal, and each failure is listed once."""
+    broken = {f"broken{i}.png": b"\x89PNG\r\n\x1a\n" + os.urandom(200_000) for i in range(5)}
+    folder = write_files(tmp_path / "large", {**broken, "note.txt": "a note that lands"})
+    cli("collection", "create", collection_name)
+    result = subprocess.run(
+        [sys.executable, "-m", "imagebind_vectorizer", "ingest", str(folder), "--collection", collection_name,
+         "--weaviate-url", weaviate_server.url, "--weaviate-grpc-port", str(weaviate_server.grpc_port)],
+        env={**subprocess_env(), "WEAVIATE_LOG_LEVEL": "INFO"}, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert f"{collection_name}: 1 inserted" in result.stdout and "5 failed" in result.stdout
+    for name in broken:
+        assert output.count(name) == 1, f"{name} is listed {output.count(name)} times"
+    assert max(len(line) for line in output.splitlines()) <= 800
+    assert len(output) < 5 * 800 + 1500, f"{len(output)} characters of output for 5 failures"
 
 
 def test_vectorizer_down_is_reported_and_a_rerun_completes_after_restart(client, cli, vectorizer, samples,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imagebind_vectorizer.progress import bar, ticking
 from imagebind_vectorizer.weaviate.client import one_line
 from imagebind_vectorizer.weaviate.collections import CollectionInfo, describe
 from imagebind_vectorizer.weaviate.errors import WeaviateSideError
@@ -55,10 +56,10 @@ def ingest_folder(collection: Collection, root: Path, *, manifest: Path | None =
                   on_problem: Callable[[Problem], None] | None = None,
                   follow_symlinks: bool = False) -> IngestReport:
     """Plan, build and insert; see the module docstring. Never raises for a bad file: every
-    problem is in the report. Raises WeaviateSideError only before anything was sent. Symbolic
-    links out of `root` are reported, not read, unless `follow_symlinks`."""
-    from tqdm import tqdm
-
+    problem is in the report (and passed to `on_problem` as it happens). Raises WeaviateSideError
+    only before anything was sent. Symbolic links out of `root` are reported, not read, unless
+    `follow_symlinks`. `progress`: a bar on stderr whose elapsed time keeps moving while Weaviate
+    vectorizes a batch."""
     if batch_size < 1:
         raise WeaviateSideError("--batch-size must be at least 1")
     info = describe(collection)
@@ -69,14 +70,16 @@ def ingest_folder(collection: Collection, root: Path, *, manifest: Path | None =
     run.report.warnings += schema_warnings(info)
     for problem in problems:
         run.fail(problem)
-    with tqdm(total=run.report.planned, initial=len(problems), unit="obj", desc=f"ingest into {info.name}",
-              disable=not progress, dynamic_ncols=True) as bar:
+    with bar(run.report.planned, f"ingest into {info.name}", unit="obj", show=progress,
+             initial=len(problems)) as shown, ticking(shown):
         for start in range(0, len(planned), batch_size):
             chunk = planned[start:start + batch_size]
+            shown.set_postfix_str(f"vectorizing {len(chunk)}", refresh=False)
             run.insert(run.build(chunk))
             if run.report.aborted:
                 break
-            bar.update(len(chunk))
+            shown.update(len(chunk))
+        shown.set_postfix_str("", refresh=False)
     run.report.warnings += run.shift_warnings()
     return run.report
 
@@ -155,13 +158,15 @@ class _Ingest:
                 "the weights" for name, count in self.shifted.items()]
 
 
-def format_report(report: IngestReport, collection: str) -> str:
+def format_report(report: IngestReport, collection: str, *, list_failures: bool = True) -> str:
+    """The summary; each failure on a line of its own, unless they were shown as they happened
+    (`list_failures=False`: then only their count, so no failure is printed twice)."""
+    failed = f"{len(report.failed)} failed" + (" (listed above)" if report.failed and not list_failures else "")
     lines = [f"{collection}: {report.inserted} inserted, {report.existing} already present, "
-             f"{len(report.duplicates)} duplicate file(s), {len(report.failed)} failed "
-             f"(of {report.planned} planned)"]
+             f"{len(report.duplicates)} duplicate file(s), {failed} (of {report.planned} planned)"]
     if report.duplicates:
         lines += [f"  duplicate: {d}" for d in report.duplicates]
-    if report.failed:
+    if report.failed and list_failures:
         lines.append("failed:")
         lines += [f"  {p}" for p in report.failed]
     if report.aborted:

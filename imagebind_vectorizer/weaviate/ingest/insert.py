@@ -3,6 +3,7 @@ rejects reported with its message (which relays our server's), never dropped."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -30,12 +31,13 @@ def existing_ids(collection: Collection, uuids: Sequence[str], vectors: Sequence
 
 
 def insert(collection: Collection, batch: list[BuiltObject]) -> dict[int, str]:
-    """Insert; index -> error message for each object Weaviate rejected."""
+    """Insert; index -> error message (one line, bounded) for each object Weaviate rejected."""
     import weaviate
     from weaviate.classes.data import DataObject
 
     objects = [DataObject(properties=b.properties, uuid=b.uuid) for b in batch]
     try:
+        _drop_payload_logs()
         result = collection.data.insert_many(objects)
     except weaviate.exceptions.WeaviateInsertManyAllFailedError as exc:
         messages = _all_failed_reasons(str(exc))
@@ -47,7 +49,26 @@ def insert(collection: Collection, batch: list[BuiltObject]) -> dict[int, str]:
             for message in insert(collection, [built]).values():
                 errors[index] = message
         return errors
-    return {index: error.message for index, error in result.errors.items()}
+    return {index: one_line(error.message) for index, error in result.errors.items()}
+
+
+class _PayloadRecords(logging.Filter):
+    """Drops weaviate-client's record of a batch's failed objects: it holds every failed object
+    whole (base64 media: one line of hundreds of kilobytes), and we report each failure ourselves,
+    once, in one bounded line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, dict) and "errors" in record.msg)
+
+
+_PAYLOAD_FILTER = _PayloadRecords()
+
+
+def _drop_payload_logs() -> None:
+    # A filter, not a level: weaviate-client sets its logger's level from WEAVIATE_LOG_LEVEL when its
+    # logger module is first imported, which may happen during the insert itself. Installed once and
+    # kept (addFilter ignores a filter it already has), so concurrent inserts need no bookkeeping.
+    logging.getLogger("weaviate-client").addFilter(_PAYLOAD_FILTER)
 
 
 def _all_failed_reasons(text: str) -> list[str]:
