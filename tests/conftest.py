@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from imagebind_vectorizer.model.checkpoint import save_official_checkpoint
 from imagebind_vectorizer.model.config import config_from_dict
 from imagebind_vectorizer.model.imagebind import random_model
 from imagebind_vectorizer.settings import Settings
+from tests.deploy.helpers import remove_helm_home
 
 #: Official ImageBindModel arguments for a model small enough for CPU tests.
 TINY_ARCHITECTURE = {
@@ -114,3 +119,47 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
         entry = MEASURED[label]
         cos = f"  min cosine {entry['min_cos']:.9f}" if "min_cos" in entry else ""
         terminalreporter.write_line(f"{label:32s} max abs {entry['max_abs']:.3g}{cos}  ({entry['count']} comparisons)")
+
+
+# Temporary files ---------------------------------------------------------------------------------
+#: this session's temporary folder: TMPDIR for the tests, the code they run and every server they start
+SESSION_TMP: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every temporary file of the session goes into one fresh folder (pytest's own tmp_path
+    folders too), so that the end of the session can check that nothing else was left behind."""
+    root = Path(tempfile.mkdtemp(prefix="ibv-tests-"))
+    os.environ["TMPDIR"] = str(root)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    SESSION_TMP.append(root)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _helm_home_is_removed() -> object:
+    yield
+    remove_helm_home()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a test, the CLI or a server it started left a temporary file or folder;
+    remove the session's folder when all went well (it keeps pytest's tmp_path folders otherwise)."""
+    if not SESSION_TMP:
+        return
+    root = SESSION_TMP.pop()
+    user = getpass.getuser()
+    # Not leaks: pytest's tmp_path folders, and torch's per-user cache folder (torch.load creates it
+    # once per user and reuses it; it is no file of ours).
+    expected = {f"pytest-of-{user}", f"torchinductor_{user}"}
+    left = sorted(p.name for p in root.iterdir() if p.name not in expected)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if left:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter is not None:
+            reporter.write_sep("=", "temporary files left behind", red=True)
+            reporter.write_line(f"in {root} (TMPDIR of this run): {', '.join(left[:20])}")
+    elif exitstatus == 0:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    if reporter is not None:
+        reporter.write_line(f"this run's temporary files: {root}")

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -78,11 +79,19 @@ def helm_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-@functools.cache
-def _helm_tmp() -> Path:
-    import tempfile
+_HELM_HOME: list[tempfile.TemporaryDirectory[str]] = []
 
-    return Path(tempfile.mkdtemp(prefix="ibv-helm-"))
+
+def _helm_tmp() -> Path:
+    """helm's cache, config and data folders for this session (removed by `remove_helm_home`)."""
+    if not _HELM_HOME:
+        _HELM_HOME.append(tempfile.TemporaryDirectory(prefix="ibv-helm-"))
+    return Path(_HELM_HOME[0].name)
+
+
+def remove_helm_home() -> None:
+    while _HELM_HOME:
+        _HELM_HOME.pop().cleanup()
 
 
 def helm(*args: str) -> subprocess.CompletedProcess:
