@@ -19,9 +19,10 @@ def banner(text: str) -> str:
     return f"*** {text} ***"
 
 
-def download_notice(url: str, dest: Path) -> str:
-    return (f"The ImageBind weights are not in the cache: downloading {url} ({CHECKPOINT_SIZE}, {CHECKPOINT_LICENCE}) "
-            f"to {dest}. An interrupted download resumes where it stopped.")
+def download_notice(url: str, dest: Path, *, official: bool = True) -> str:
+    what = f" ({CHECKPOINT_SIZE}, {CHECKPOINT_LICENCE})" if official else ""
+    return (f"The ImageBind weights are not in the cache: downloading {url}{what} to {dest}. An interrupted "
+            "download resumes where it stopped.")
 
 
 def how_to_provide_weights(cached: Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import multiprocessing.util
 import os
 import shutil
 import tempfile
@@ -129,10 +130,24 @@ SESSION_TMP: list[Path] = []
 def pytest_configure(config: pytest.Config) -> None:
     """Every temporary file of the session goes into one fresh folder (pytest's own tmp_path
     folders too), so that the end of the session can check that nothing else was left behind."""
+    # This process's multiprocessing folder (the decoder pool's forkserver socket) is made first, in
+    # the usual place: multiprocessing removes it at exit, after this session's check.
+    multiprocessing.util.get_temp_dir()
+    _forget_old_runs(Path(tempfile.gettempdir()))
     root = Path(tempfile.mkdtemp(prefix="ibv-tests-"))
     os.environ["TMPDIR"] = str(root)
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
     SESSION_TMP.append(root)
+
+
+KEPT_RUNS = 3  # the folders of this many finished, unsuccessful runs are kept to look into (as pytest does)
+
+
+def _forget_old_runs(tmp: Path) -> None:
+    finished = sorted((p for p in tmp.glob("ibv-tests-*") if (p / ".finished").exists()),
+                      key=lambda p: (p / ".finished").stat().st_mtime)
+    for old in finished[:-KEPT_RUNS]:  # never a running session's folder: it has no .finished yet
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -161,5 +176,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     elif exitstatus == 0:
         shutil.rmtree(root, ignore_errors=True)
         return
+    (root / ".finished").touch()
     if reporter is not None:
         reporter.write_line(f"this run's temporary files: {root}")

@@ -62,17 +62,22 @@ def test_serve_with_random_weights_says_so_in_its_log(tiny_config_path: Path, tm
 def test_without_weights_embed_announces_the_download_and_offline_explains_what_to_do(tmp_path: Path) -> None:
     picture = tmp_path / "cat.png"
     picture.write_bytes(media.image_bytes("PNG"))
+    url = closed_port_url()  # (the official URL would reach for the network; its notice adds the size)
     result = cli("embed", "--modality", "image", str(picture), env={
-        "IMAGEBIND_CACHE": str(tmp_path / "cache"), "IMAGEBIND_CHECKPOINT_URL": closed_port_url()})
+        "IMAGEBIND_CACHE": str(tmp_path / "cache"), "IMAGEBIND_CHECKPOINT_URL": url})
     assert result.returncode == 2, result.stderr
     text = result.stderr
-    announced = text.index("downloading")
-    assert notices.CHECKPOINT_SIZE in text[announced:announced + 400]
+    announced = text.index(notices.download_notice(url, tmp_path / "cache" / "imagebind_huge.pth", official=False))
     assert "No ImageBind weights are available" in text[announced:]
     for advice in ("imagebind-vectorizer download", "--checkpoint /path/to/imagebind_huge.pth", "--random-weights",
                    str(tmp_path / "cache" / "imagebind_huge.pth")):
         assert advice in text, advice
     assert "Traceback" not in text and result.stdout == ""
+
+
+def test_the_official_download_is_announced_with_its_size_and_licence() -> None:
+    text = notices.download_notice("https://example.invalid/imagebind_huge.pth", Path("/cache/imagebind_huge.pth"))
+    assert notices.CHECKPOINT_SIZE in text and "non-commercial" in text and "/cache/imagebind_huge.pth" in text
 
 
 def test_every_download_failure_carries_the_same_advice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,7 +87,7 @@ def test_every_download_failure_carries_the_same_advice(tmp_path: Path, monkeypa
     source = CheckpointSource(url=closed_port_url(), cache_dir=tmp_path)
     with pytest.raises(CheckpointError) as failure:
         resolve_checkpoint(source, progress=False, announce=said.append)
-    assert said == [notices.download_notice(source.url, source.cached_path())]
+    assert said == [notices.download_notice(source.url, source.cached_path(), official=False)]
     assert str(failure.value).endswith(notices.how_to_provide_weights(source.cached_path()))
 
 

@@ -66,7 +66,7 @@ def resolve_checkpoint(source: CheckpointSource, *, progress: bool = True,
             raise CheckpointError(f"cached checkpoint {path} has sha256 {record.sha256}, expected "
                                   f"{source.sha256}; delete it to download again")
         return path
-    (announce or log.warning)(download_notice(source.url, path))
+    (announce or log.warning)(download_notice(source.url, path, official=source.url == OFFICIAL_CHECKPOINT_URL))
     try:
         download(source.url, path, sha256=source.sha256, size=source.size, progress=progress)
     except CheckpointError as exc:

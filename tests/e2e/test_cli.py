@@ -64,7 +64,8 @@ def test_unreachable_services_are_explained_without_a_traceback(capsys, tmp_path
     code = main(["search", "--collection", "Anything", "--text", "hello", "--weaviate-url", "http://127.0.0.1:9"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("error: cannot connect to Weaviate at http://127.0.0.1:9")
+    assert err.startswith("error: cannot connect to Weaviate at http://127.0.0.1:9: [Errno 111] Connection refused")
+    assert "Details: ." not in err and "--weaviate-url" in err  # the reason, and where the address comes from
     code = main(["classify", "--labels", "a,b", "--text", "hello", "--server", "http://127.0.0.1:9"])
     err = capsys.readouterr().err
     assert code == 2 and "cannot reach the vectorizer server at http://127.0.0.1:9" in err

@@ -176,7 +176,9 @@ def launch_server(args: list[str], log_path: Path, *, env: Mapping[str, str] | N
                   timeout: float = 120, preexec_fn: Callable[[], None] | None = None) -> ServeProcess:
     """Run a server command (no IMAGEBIND_* variables leak in) and wait for its JSON "listening" line."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEBIND_")}
-    full_env.update(PYTHONPATH=str(ROOT), **(env or {}))
+    # Its temporary files (the decoder pool's forkserver socket) beside its log: a test that kills the
+    # server leaves them in its own tmp_path, not in the run's temporary folder.
+    full_env.update(PYTHONPATH=str(ROOT), TMPDIR=str(log_path.parent), **(env or {}))
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT,
                                 preexec_fn=preexec_fn)
