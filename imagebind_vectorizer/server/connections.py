@@ -1,5 +1,6 @@
-"""HTTP connections under guard: an idle timeout, a header timeout, a cap on open connections, and an
-answer for clients that half-close their side after sending a request.
+"""HTTP connections under guard: an idle timeout, a header timeout, a cap on open connections, an
+answer for clients that half-close their side after sending a request, and the end of a request
+whose client closed its connection.
 
 Why a wrapper around aiohttp's protocol (and not another server library): aiohttp 3.14 closes a
 keep-alive connection left idle (`keepalive_timeout`, armed from the connection's start), but it
@@ -24,6 +25,15 @@ TLS is started by the guard on each accepted connection (`loop.start_tls`), not 
 a connection counts against the limit from its accept, handshake included, so a flood of
 connections that never finish their handshake cannot take more file descriptors than the limit
 allows (with TLS done by the listener, the guard would see a connection only after its handshake).
+
+A client's EOF during a request whose body is complete means one of two things that TCP cannot tell
+apart until the server writes: the client half-closed and still reads the answer, or it closed the
+connection (Weaviate's Go client does this when its timeout fires) and nobody waits for the work.
+So the server asks: it writes interim `HTTP/1.1 100 Continue` answers (`PROBE_DELAYS_S`). A client
+that half-closed skips them (HTTP/1.1 clients must accept 1xx answers they did not ask for, RFC 9110
+15.2: Go's net/http, Python's http.client, aiohttp and curl do) and reads the final answer. A closed
+socket answers the first probe with a reset, so the next write fails, the connection is lost, the
+handler is cancelled and the engine drops the request's items.
 """
 
 from __future__ import annotations
@@ -38,7 +48,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 
 from imagebind_vectorizer.engine.metrics import EngineMetrics
@@ -52,6 +63,16 @@ RESERVED_FDS = 64
 _HEADER_ENDS = (b"\r\n\r\n", b"\n\n")
 #: at most one log line about malformed requests in this many seconds
 MALFORMED_LOG_INTERVAL_S = 10.0
+#: the interim answer: to `Expect: 100-continue` (written once the request's cheap checks passed),
+#: and the probe of a client that sent EOF
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: seconds after a client's EOF (request complete, answer pending) at which a probe is written. A
+#: closed peer answers the first with a reset within a round trip; the later ones find it (on
+#: loopback or in a cluster, the second does, 0.25 s after the EOF).
+PROBE_DELAYS_S = (0.0, 0.25, 1.0, 3.0)
+#: 1xx answers per request, the Expect answer included: Go's client before 1.24 failed a request on
+#: its sixth 1xx (`max1xxResponses = 5`; since then it counts their bytes against its header limit)
+MAX_INTERIM_ANSWERS = 4
 
 
 class Phase(enum.Enum):
@@ -203,6 +224,7 @@ class ConnectionGuard:
             connection = self.connection_of(request)
             if connection is None:  # not accepted through the guard (e.g. aiohttp's test client)
                 return await handler(request)
+            request[CONNECTION_KEY] = connection
             connection.request_started(request)
             try:
                 response = await handler(request)
@@ -235,6 +257,8 @@ class GuardedConnection(asyncio.Protocol):
         #: what arrived or happened between the end of the TLS handshake and our taking over
         self._early: list[bytes] = []
         self._early_eof = False
+        self._interim_answers = 0
+        self._probe: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -310,9 +334,10 @@ class GuardedConnection(asyncio.Protocol):
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        """The client shut down its sending side. A request whose headers are in still gets its
-        answer (the write side stays open; the body reader sees the end of the body); otherwise
-        nothing more can come and the connection closes."""
+        """The client shut down its sending side, or closed the connection. A request whose headers
+        are in keeps the write side open: the body reader sees the end of the body, and once the
+        body is complete, probes find out whether anyone still reads the answer. Otherwise nothing
+        more can come and the connection closes."""
         if self._refused or self._closed:
             return None
         if self.phase is Phase.HANDSHAKE:
@@ -327,6 +352,7 @@ class GuardedConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        self._cancel_probe()
         if self._refused:
             return
         if self.phase is Phase.HANDSHAKE and self._handshake is not None:  # gone before TLS was set up
@@ -337,6 +363,8 @@ class GuardedConnection(asyncio.Protocol):
             return
         self._closed = True
         self.guard._forget(self)
+        if self._request is not None and (exc is not None or self.read_closed):
+            self.guard._count_closed("client_gone")  # reset, closed (found by a probe; TLS: at EOF)
         self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -348,21 +376,50 @@ class GuardedConnection(asyncio.Protocol):
     # Requests --------------------------------------------------------------------------------------
     def request_started(self, request: web.BaseRequest) -> None:
         self._request = request
+        self._interim_answers = 0
         self._enter(Phase.REQUEST, timer=False)
         if self.read_closed:
             self._end_body()
 
     def request_finished(self) -> None:
         self._request = None
+        self._cancel_probe()
         if not self._closed:
             self._enter(Phase.IDLE)
 
     def _end_body(self) -> None:
         """After the client's EOF no body byte can follow: let a waiting body reader see the end
-        (it answers 400 for a body shorter than its Content-Length)."""
+        (it answers 400 for a body shorter than its Content-Length). A complete request is probed."""
         request = self._request
-        if request is not None and not request.content.is_eof():
+        if request is None:
+            return
+        if not request.content.is_eof():
             request.content.feed_eof()
+        elif self._probe is None and request.version >= HttpVersion11:  # no 1xx to HTTP/1.0 clients
+            self._probe = asyncio.get_running_loop().call_soon(self._send_probe, 0)
+
+    # Interim answers -------------------------------------------------------------------------------
+    def send_interim(self) -> bool:
+        """Write `100 Continue` unless this request had its share of 1xx answers or the
+        connection is closing. Only while the handler runs: the final answer is written after it."""
+        if self._request is None or self._closed or self.transport is None or self.transport.is_closing() \
+                or self._interim_answers >= MAX_INTERIM_ANSWERS:
+            return False
+        self._interim_answers += 1
+        self.transport.write(CONTINUE)  # a failed write (reset) loses the connection: the handler is cancelled
+        return True
+
+    def _send_probe(self, index: int) -> None:
+        self._probe = None
+        if not self.send_interim() or index + 1 >= len(PROBE_DELAYS_S):
+            return
+        delay = PROBE_DELAYS_S[index + 1] - PROBE_DELAYS_S[index]
+        self._probe = asyncio.get_running_loop().call_later(delay, self._send_probe, index + 1)
+
+    def _cancel_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
 
     # Timers ----------------------------------------------------------------------------------------
     def _enter(self, phase: Phase, *, timer: bool = True) -> None:
@@ -396,9 +453,43 @@ class GuardedConnection(asyncio.Protocol):
             return
         self._closed = True
         self._cancel_timer()
+        self._cancel_probe()
         self.guard._forget(self)
         self.guard._count_closed(reason)
         log.debug("closing connection", extra={"fields": {"reason": reason, "phase": self.phase.value}})
         if answer is not None:
             self.transport.write(answer)
         self.transport.close()
+
+
+#: where the guard leaves a request's connection, for `send_continue`
+CONNECTION_KEY = web.RequestKey("connection", GuardedConnection)
+
+
+def expects_continue(request: web.BaseRequest) -> bool:
+    return request.version >= HttpVersion11 and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
+
+
+async def defer_continue(request: web.Request) -> web.StreamResponse | None:
+    """The route's expect handler: aiohttp's default answers `100 Continue` as soon as the headers
+    are in, before any middleware (the API key) or handler check runs, so a client that would be
+    refused uploads its body first. Here the 100 waits for the handler (`send_continue`); an
+    expectation other than 100-continue gets 417."""
+    expect = request.headers.get(hdrs.EXPECT, "")
+    if expect.lower() == "100-continue" or request.version < HttpVersion11:  # HTTP/1.0 ignores Expect
+        return None
+    response = web.Response(body=orjson.dumps({"error": f"unsupported Expect: {expect[:100]}"}), status=417,
+                            content_type="application/json")
+    response.force_close()
+    return response
+
+
+def send_continue(request: web.BaseRequest) -> None:
+    """Answer `Expect: 100-continue` now: the request passed the checks that need no body."""
+    if not expects_continue(request):
+        return
+    connection = request.get(CONNECTION_KEY)
+    if connection is not None:
+        connection.send_interim()
+    elif request.transport is not None:  # a connection not accepted through the guard
+        request.transport.write(CONTINUE)

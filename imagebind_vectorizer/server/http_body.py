@@ -5,7 +5,9 @@ actually arrived, as they arrive, and released once the request is answered: a c
 declares `Content-Length: 1 GiB` and sends nothing holds nothing. A declared length is only used
 to refuse early (413 over `max_request_bytes`; 429 when it could not fit the budget now), never
 to reserve. The whole body must arrive within `body_timeout_s` of the handler starting to read it
-(408 otherwise), so a stalled upload gives its bytes back within that time."""
+(408 otherwise), so a stalled upload gives its bytes back within that time. A client that sent
+`Expect: 100-continue` gets its `100 Continue` only once these checks (and whatever the handler
+checked before) have passed: a refused client never uploads."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
+
+from imagebind_vectorizer.server.connections import send_continue
 
 
 @dataclass
@@ -53,6 +57,7 @@ async def read_body(request: web.BaseRequest, budget: InflightBytes, *, max_byte
         raise BodyRefused(413, f"request body is larger than the limit of {max_bytes} bytes", "too_large")
     if declared and not budget.fits(declared):
         raise BodyRefused(429, "too many request bytes in flight; retry later", "overloaded", retry_after=1)
+    send_continue(request)
     body = bytearray()
     try:
         try:

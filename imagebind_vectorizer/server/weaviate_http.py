@@ -28,7 +28,7 @@ from imagebind_vectorizer.errors import (
 from imagebind_vectorizer.kinds import WEAVIATE_KIND_ORDER, InputKind
 from imagebind_vectorizer.runtime.info import ModelInfo
 from imagebind_vectorizer.server.auth import HttpAccess, http_auth_middleware
-from imagebind_vectorizer.server.connections import ConnectionGuard
+from imagebind_vectorizer.server.connections import ConnectionGuard, defer_continue
 from imagebind_vectorizer.server.http_body import BodyRefused, InflightBytes, read_body
 from imagebind_vectorizer.server.vectorize_json import BodyLimits, parse_vectorize_body
 
@@ -61,7 +61,9 @@ def create_app(engine: Engine, guard: ConnectionGuard | None = None,
     app[ENGINE_KEY] = engine
     app[INFLIGHT_KEY] = InflightBytes(engine.settings.max_inflight_bytes)
     app[OPEN_REQUESTS_KEY] = OpenRequests()
-    app.router.add_post("/vectorize", vectorize)
+    # `Expect: 100-continue` is answered by the handler once the key, readiness, admission and the
+    # declared size are checked, not by aiohttp before any of them runs
+    app.router.add_post("/vectorize", vectorize, expect_handler=defer_continue)
     app.router.add_get("/meta", meta)
     app.router.add_get("/.well-known/live", live)
     app.router.add_get("/.well-known/ready", ready)

@@ -17,6 +17,7 @@ import pytest
 
 from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.server.connections import CONTINUE
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings
 from tests.server.support import (
@@ -124,6 +125,10 @@ def test_a_client_that_half_closes_after_its_request_gets_the_answer(guarded: In
         sock.sendall(HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body)
         sock.shutdown(socket.SHUT_WR)
         answer, _ = read_to_close(sock)
+    # the server may probe whether the client is still there with interim `100 Continue` answers
+    # (test_callers_that_leave.py); a half-closed client skips them
+    while answer.startswith(CONTINUE):
+        answer = answer[len(CONTINUE):]
     status, payload = status_and_json(answer)
     assert status == 200 and len(payload["textVectors"]) == 1
 
