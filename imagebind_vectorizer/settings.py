@@ -198,6 +198,10 @@ class Settings:
     body_timeout_s: float = _opt(30.0, "IMAGEBIND_BODY_TIMEOUT_S",
                                  "time to receive a whole HTTP request body once its headers are in; beyond, 408",
                                  "server")
+    stream_idle_timeout_s: float = _opt(60.0, "IMAGEBIND_STREAM_IDLE_TIMEOUT_S",
+                                        "end a gRPC client stream (VectorizeStream, a VectorizeSegments upload) that "
+                                        "sends no message for this long while no answer of its own is pending: "
+                                        "DEADLINE_EXCEEDED, and its window or segment slot is freed", "server")
     max_batch_size: int = _opt(32, "IMAGEBIND_MAX_BATCH_SIZE",
                                "most forward passes in one batch (a video is 15); below it, batches grow only as "
                                "far as the measured throughput gain pays", "engine")
@@ -285,7 +289,7 @@ class Settings:
         if self.max_segment_streams < 1 or self.max_segment_source_seconds <= 0 or self.max_segment_source_bytes < 1:
             problems.append("max_segment_streams, max_segment_source_seconds and max_segment_source_bytes must be "
                             "positive")
-        for name in ("idle_timeout_s", "header_timeout_s", "body_timeout_s"):
+        for name in ("idle_timeout_s", "header_timeout_s", "body_timeout_s", "stream_idle_timeout_s"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):

@@ -13,7 +13,7 @@ each connection's aiohttp protocol is wrapped: the wrapper sees every byte and t
 aiohttp does, keeps the timers and the registry, and a middleware tells it when a request's
 handler starts and ends. Only asyncio's protocol methods and aiohttp's public `web.Server`
 protocol factory are used. The body-read timeout and the byte budget live with the body reader
-(`server/bodies.py`), where the bytes are counted.
+(`server/http_body.py`), where the bytes are counted.
 
 Phases of a connection: HANDSHAKE (TLS only: the handshake, bounded by `header_timeout_s`),
 HEADERS (a new connection, or a request's first bytes have arrived but not all its headers:

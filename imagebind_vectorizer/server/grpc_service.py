@@ -5,7 +5,12 @@ call the engine, encode the vectors; the engine's exceptions become status codes
 Deadlines: the call's remaining time becomes the engine's monotonic deadline, so items whose
 deadline has passed are dropped before preprocessing or before their batch runs, never computed.
 When the deadline passes mid-call gRPC cancels the handler, which cancels the engine's futures;
-a cancelled item leaves the engine's queue at once."""
+a cancelled item leaves the engine's queue at once.
+
+Client streams (VectorizeStream, a VectorizeSegments upload) that go quiet are ended after
+`stream_idle_timeout_s` with DEADLINE_EXCEEDED (a time limit ran out; CANCELLED would read as the
+client's own doing), so a stream that stops sending gives back its window or segment slot even
+without a deadline of its own; grpc core has no per-stream read timeout."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import logging
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import BinaryIO, NoReturn
+from typing import BinaryIO, NoReturn, TypeVar
 
 import grpc
 import numpy as np
@@ -55,6 +60,44 @@ _INT32_MAX = 2**31 - 1
 
 MODALITY_OF_KIND: dict[InputKind, int] = {kind: pb.Modality.Value(kind.facts.grpc_modality) for kind in InputKind}
 KIND_OF_MODALITY: dict[int, InputKind] = {modality: kind for kind, modality in MODALITY_OF_KIND.items()}
+M = TypeVar("M")
+
+
+class IdleClock:
+    """The idle clock of one client stream. It runs while the server waits for the client's next
+    message and owes the client nothing (every item read is answered); past `timeout_s` the wait
+    raises DeadlineExceededError. Time the client spends waiting for its own answers does not
+    count: a client may send one item and wait for its vector before sending the next."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.owed = 0
+        self._waiting: asyncio.Timeout | None = None
+
+    async def next(self, messages: AsyncIterator[M]) -> M | None:
+        """The next message, None at the end of the stream."""
+        try:
+            async with asyncio.timeout(None) as self._waiting:
+                self._arm()
+                return await anext(messages, None)
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"the stream sent no message for {self.timeout_s:g} s with no answer pending "
+                "(stream_idle_timeout_s); send the next message sooner, or end the stream") from None
+        finally:
+            self._waiting = None
+
+    def owe(self) -> None:
+        self.owed += 1
+        self._arm()
+
+    def paid(self) -> None:
+        self.owed -= 1
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._waiting is not None:  # from the moment the last answer went out
+            self._waiting.reschedule(None if self.owed else asyncio.get_running_loop().time() + self.timeout_s)
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -178,6 +221,7 @@ class VectorizerService(pb_grpc.VectorizerServicer):
         except InputError as exc:
             await self._fail(context, method, exc)
         window = asyncio.Semaphore(STREAM_MAX_IN_FLIGHT)
+        idle = IdleClock(self.settings.stream_idle_timeout_s)
         results: asyncio.Queue[pb.VectorizeStreamResponse | None] = asyncio.Queue()
         items: set[asyncio.Task[None]] = set()
 
@@ -196,9 +240,11 @@ class VectorizerService(pb_grpc.VectorizerServicer):
             await results.put(response)
 
         async def read() -> None:
+            messages = aiter(request_iterator)
             try:
-                async for request in request_iterator:
+                while (request := await idle.next(messages)) is not None:
                     await window.acquire()  # released once the answer is written
+                    idle.owe()
                     task = asyncio.ensure_future(answer(request))
                     items.add(task)
                     task.add_done_callback(items.discard)
@@ -213,10 +259,14 @@ class VectorizerService(pb_grpc.VectorizerServicer):
             while (response := await results.get()) is not None:
                 yield response
                 window.release()
+                idle.paid()
             await reader  # re-raises a failed read
         except (asyncio.CancelledError, GeneratorExit):
             code = grpc.StatusCode.CANCELLED
             raise
+        except DeadlineExceededError as exc:  # the stream went quiet
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            await context.abort(code, str(exc))
         except Exception as exc:
             code = grpc.StatusCode.INTERNAL
             log.error("stream failed", exc_info=exc)
@@ -237,14 +287,16 @@ class VectorizerService(pb_grpc.VectorizerServicer):
         try:
             if not self.engine.ready:
                 raise NotReadyError(f"the server is {self.engine.state.value}")
+            idle = IdleClock(self.settings.stream_idle_timeout_s)
             with self.segmenter.admitted(), tempfile.NamedTemporaryFile(prefix="imagebind-segments-") as spool:
-                first = await anext(aiter(request_iterator), None)
+                messages = aiter(request_iterator)
+                first = await idle.next(messages)
                 if first is None or not first.HasField("options"):
                     raise InputError("the first message must carry SegmentOptions", reason="invalid",
                                      field="options")
                 options = first.options
                 kind, spec = self._segment_options(options)
-                received = await self._spool(first, request_iterator, spool, options.total_bytes)
+                received = await self._spool(first, messages, spool, options.total_bytes, idle)
                 short = options.total_bytes and received < options.total_bytes
                 stop_note = (f"; the stream stopped after {received} of the {options.total_bytes} bytes announced"
                              if short else "")
@@ -284,7 +336,7 @@ class VectorizerService(pb_grpc.VectorizerServicer):
             raise InputError(str(exc), reason="invalid", field="options") from None
 
     async def _spool(self, first: pb.VectorizeSegmentsRequest, rest: AsyncIterator[pb.VectorizeSegmentsRequest],
-                     spool: BinaryIO, announced: int) -> int:
+                     spool: BinaryIO, announced: int, idle: IdleClock) -> int:
         """Write the uploaded chunks to the temporary file; the byte limit holds as they arrive."""
         limit = min(self.settings.max_segment_source_bytes, announced or self.settings.max_segment_source_bytes)
         received = 0
@@ -301,7 +353,7 @@ class VectorizerService(pb_grpc.VectorizerServicer):
                 await asyncio.to_thread(spool.write, chunk)
 
         await write(first.chunk)
-        async for request in rest:
+        while (request := await idle.next(rest)) is not None:
             if request.HasField("options"):
                 raise InputError("SegmentOptions may only come in the first message", reason="invalid",
                                  field="options")

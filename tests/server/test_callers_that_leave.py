@@ -1,8 +1,9 @@
-"""Callers that leave while their work is queued, over HTTP: a client that closes its connection
+"""Callers that leave while their work is queued. Over HTTP, a client that closes its connection
 with a plain FIN (what Weaviate's Go client does when its timeout fires) must not keep its items in
 the queue, while a client that only half-closed its side still gets its answer. TCP cannot tell the
 two apart until the server writes; the server writes interim `100 Continue` answers and a closed
-socket answers them with a reset (server/connections.py).
+socket answers them with a reset (server/connections.py). Over gRPC, a client stream that stops
+sending is ended after `stream_idle_timeout_s` (server/grpc_service.py).
 
 The model is held inside a trunk block by a gate, so queued work stays queued as long as a test
 needs."""
@@ -14,13 +15,17 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
+import grpc
 import pytest
 
 from imagebind_vectorizer.embedder import Embedder
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.server.connections import MAX_INTERIM_ANSWERS, PROBE_DELAYS_S
+from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings
 from tests import media
 from tests.engine.support import gate
@@ -29,12 +34,15 @@ from tests.server.support import (
     HttpResponse,
     InProcessServer,
     LoopThread,
+    grpc_stub,
     http_vectorize,
+    item,
     start_server,
     vectorize_body,
     wait_until,
 )
 
+T = TypeVar("T")
 #: how long a drop may take on a loaded machine (the server needs PROBE_DELAYS_S[1], 0.25 s, on loopback)
 PATIENCE_S = 10.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -189,6 +197,98 @@ def test_weaviate_that_gives_up_leaves_nothing_queued(running: InProcessServer, 
             client.close()
     assert [a.status for a in answers] == [200]
     assert computed(running) == before + 1
+
+
+# gRPC client streams that go quiet ---------------------------------------------------------------
+STREAM_IDLE_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def quiet(loop_thread: LoopThread, server_settings: Settings, shared_embedder: Embedder) -> Iterator[InProcessServer]:
+    settings = server_settings.replace(cache_size=0, warmup=False, stream_idle_timeout_s=STREAM_IDLE_S,
+                                       max_segment_streams=1)
+    server = start_server(loop_thread, settings, shared_embedder)
+    yield server
+    server.stop()
+
+
+def stalling(first: Iterable[T], resume: threading.Event) -> Iterator[T]:
+    """`first`, then nothing until `resume` is set (the client goes quiet without ending the stream)."""
+    yield from first
+    resume.wait(60)
+
+
+def ended(server: InProcessServer, method: str) -> float:
+    endpoint = f"/imagebind.vectorizer.v1.Vectorizer/{method}"
+    return server.sample("imagebind_requests_total",
+                         {"transport": "grpc", "endpoint": endpoint, "status": "DEADLINE_EXCEEDED"})
+
+
+def test_a_stream_that_stops_sending_is_ended(quiet: InProcessServer) -> None:
+    """Two texts, then silence without ending the stream: both answers arrive, then the call ends
+    with DEADLINE_EXCEEDED naming the setting, although the client set no deadline."""
+    resume = threading.Event()
+    channel, stub = grpc_stub(quiet.grpc_target)
+    before = ended(quiet, "VectorizeStream")
+    started = time.monotonic()
+    try:
+        requests = [pb.VectorizeStreamRequest(sequence=i, item=item(InputKind.TEXT, f"text {i}")) for i in range(2)]
+        call = stub.VectorizeStream(stalling(requests, resume))
+        answers = []
+        with pytest.raises(grpc.RpcError) as caught:
+            for answer in call:
+                answers.append(answer)
+        assert [a.sequence for a in answers] == [0, 1] and all(a.HasField("embedding") for a in answers)
+        assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "stream_idle_timeout_s" in (caught.value.details() or "")
+        assert STREAM_IDLE_S <= time.monotonic() - started < PATIENCE_S
+        assert ended(quiet, "VectorizeStream") == before + 1
+    finally:
+        resume.set()
+        channel.close()
+
+
+def test_a_stream_waiting_for_its_own_answers_is_not_idle(quiet: InProcessServer, shared_embedder: Embedder) -> None:
+    """The clock stops while the server owes the stream an answer: an image held in the model for
+    three idle timeouts is answered, and the stream then ends normally."""
+    resume = threading.Event()
+    channel, stub = grpc_stub(quiet.grpc_target)
+    try:
+        with gate(shared_embedder.model, "vision") as held:
+            image = item(InputKind.IMAGE, media.image_bytes("PNG", 40, 40))
+            request = pb.VectorizeStreamRequest(sequence=7, item=image)
+            call = stub.VectorizeStream(stalling([request], resume), timeout=60)
+            held.wait_entered()
+            time.sleep(3 * STREAM_IDLE_S)
+            held.release()
+            answer = next(call)
+        assert answer.sequence == 7 and answer.HasField("embedding")
+        resume.set()  # the stream ends
+        assert list(call) == [] and call.code() is grpc.StatusCode.OK
+    finally:
+        resume.set()
+        channel.close()
+
+
+def test_a_segments_upload_that_stops_sending_gives_its_slot_back(quiet: InProcessServer) -> None:
+    """One segment stream at a time (max_segment_streams=1): an upload that stalls after its first
+    chunk is ended, and the next upload is admitted."""
+    resume = threading.Event()
+    channel, stub = grpc_stub(quiet.grpc_target)
+    audio = media.wav_bytes(media.window_tone(3.0, 16000, 2.0), 16000)
+    options = pb.SegmentOptions(modality=pb.MODALITY_AUDIO, total_bytes=len(audio))
+    first = pb.VectorizeSegmentsRequest(options=options, chunk=audio[:1000])
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.VectorizeSegments(stalling([first], resume)))
+        assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "stream_idle_timeout_s" in (caught.value.details() or "")
+        assert quiet.server.segmenter.active == 0
+        whole = [pb.VectorizeSegmentsRequest(options=options, chunk=audio)]
+        assert list(stub.VectorizeSegments(iter(whole), timeout=60))[-1].HasField("done")
+    finally:
+        resume.set()
+        channel.close()
 
 
 # The clients' side: interim answers before the final one -------------------------------------------
