@@ -3,13 +3,18 @@
 The finished file gets a sidecar `<file>.sha256` ("<hex>  <size>") so later start-ups know the
 digest without re-reading gigabytes.
 
-The cache folder may be shared or writable by others, so nothing here writes through a name it did
-not create: the resumable `<file>.part` is opened with O_NOFOLLOW and must be a plain file of ours
-with one link, other temporary files are created exclusively under random names, and finished files
-are moved into place with rename (which replaces a planted symlink instead of following it)."""
+Processes that share a cache folder (pods on one volume) take turns through `folder_lock`, so one of
+them downloads and the others find the file.
+
+The cache folder may be shared or writable by others, so nothing here opens a name it did not
+create through a link: the resumable `<file>.part` and the lock file are opened with O_NOFOLLOW and
+must be plain files of ours with one link, other temporary files are created exclusively under
+random names, and finished files are moved into place with rename (which replaces a planted symlink
+instead of following it)."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import http.client
 import logging
@@ -34,6 +39,8 @@ CHUNK = 1 << 20
 #: suffixes of the files this module keeps next to a checkpoint; a checkpoint may not be named so
 _OWN_SUFFIXES = (".part", ".tmp", ".sha256", ".lock")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
+#: the lock file `folder_lock` takes in a cache folder (hidden, so never a checkpoint's cache name)
+LOCK_NAME = ".download.lock"
 
 
 @dataclass(frozen=True)
@@ -166,20 +173,38 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
 
 
 def _open_part(part: Path) -> int:
-    """The resumable partial file, opened for appending without following a symlink; it must be a
-    regular file owned by us with a single link (not a planted hard link to a file elsewhere)."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    """The resumable partial file, opened for appending."""
+    return _open_own_file(part, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold the download lock of `folder` (created if missing): an exclusive flock on its
+    `.download.lock`, waited for as long as another process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # O_NONBLOCK: a FIFO planted under the lock's name must not hang the open (flock still waits).
+    fd = _open_own_file(folder / LOCK_NAME, os.O_RDONLY | os.O_CREAT | os.O_NONBLOCK)
     try:
-        fd = os.open(part, flags, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _open_own_file(path: Path, flags: int) -> int:
+    """`path` opened without following a symlink; it must be a regular file owned by us with a single
+    link (not a planted hard link to a file elsewhere)."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
     except OSError as exc:
-        if os.path.islink(part):
-            raise CheckpointError(f"refusing to write through {part}: it is a symbolic link (not created by "
-                                  "this program); remove it and run again") from None
-        raise CheckpointError(f"cannot open {part}: {exc}") from None
+        if os.path.islink(path):
+            raise CheckpointError(f"refusing to open {path}: it is a symbolic link (not created by this "
+                                  "program); remove it and run again") from None
+        raise CheckpointError(f"cannot open {path}: {exc}") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_uid != os.geteuid():
         os.close(fd)
-        raise CheckpointError(f"refusing to write to {part}: it is not a plain file of this user with a single "
+        raise CheckpointError(f"refusing to use {path}: it is not a plain file of this user with a single "
                               "link; remove it and run again")
     return fd
 

@@ -3,6 +3,7 @@ another) URL, downloaded once into the cache folder and verified."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,7 +11,15 @@ from pathlib import Path
 
 from imagebind_vectorizer.errors import CheckpointError
 from imagebind_vectorizer.notices import download_notice, how_to_provide_weights
-from imagebind_vectorizer.runtime.download import cache_file_name, download, read_sidecar, sha256_file, write_sidecar
+from imagebind_vectorizer.runtime.download import (
+    DigestRecord,
+    cache_file_name,
+    download,
+    folder_lock,
+    read_sidecar,
+    sha256_file,
+    write_sidecar,
+)
 from imagebind_vectorizer.settings import OFFICIAL_CHECKPOINT_URL, Settings, cache_home
 
 log = logging.getLogger(__name__)
@@ -72,3 +81,23 @@ def resolve_checkpoint(source: CheckpointSource, *, progress: bool = True,
     except CheckpointError as exc:
         raise CheckpointError(f"No ImageBind weights are available: {exc}.\n{how_to_provide_weights(path)}") from exc
     return path
+
+
+def prepare_checkpoint(source: CheckpointSource, *, progress: bool = True,
+                       announce: Callable[[str], None] | None = None) -> tuple[Path, DigestRecord]:
+    """Make ready, ahead of the server, the file it will load (the `download` command, which the Helm
+    init container, compose's model-download service and the Dockerfiles' BAKE_WEIGHTS step run):
+    download it unless it is an explicit path, record its digest in the sidecar the server reads, and
+    check that digest against the pinned one. Processes sharing the cache folder (pods on one volume)
+    take turns, so one downloads and the others find the file."""
+    say = announce or log.info
+    with contextlib.nullcontext() if source.path is not None else folder_lock(source.cached_path().parent):
+        path = resolve_checkpoint(source, progress=progress, announce=announce)
+        record = read_sidecar(path)
+        if record is None:
+            say(f"computing the sha256 of {path} ...")
+            record = sha256_file(path)
+            write_sidecar(path, record)
+    if source.sha256 and record.sha256 != source.sha256.lower():  # resolve_checkpoint checks only cached files
+        raise CheckpointError(f"checkpoint {path} has sha256 {record.sha256}, expected {source.sha256.lower()}")
+    return path, record

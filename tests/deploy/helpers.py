@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import json
 import os
-import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -132,12 +131,10 @@ def container(deployment: dict, name: str = "vectorizer", init: bool = False) ->
     return next(c for c in containers if c["name"] == name)
 
 
-def fetch_script_from_chart() -> str:
-    """The init container's program, as defined in the chart's _helpers.tpl."""
-    text = (CHART / "templates" / "_helpers.tpl").read_text()
-    match = re.search(r'define "imagebind-vectorizer.fetchCheckpointScript" -}}\n(.*?)\n\{\{- end', text, re.S)
-    assert match, "fetchCheckpointScript not found in _helpers.tpl"
-    return match.group(1)
+def checkpoint_command() -> list[str]:
+    """What the chart's fetch-checkpoint init container gives the image's entrypoint (imagebind-vectorizer);
+    compose's model-download service and the Dockerfiles' BAKE_WEIGHTS step run the same command."""
+    return container(find(render(), "Deployment"), "fetch-checkpoint", init=True)["args"]
 
 
 def settings_env_names() -> set[str]:

@@ -180,11 +180,8 @@ def test_dockerignore_sends_only_what_the_build_copies():
                     assert (REPO / source).exists() and not excluded(source), source
 
 
-def test_fetch_script_is_the_charts(dockerfile):
-    from tests.deploy.helpers import fetch_script_from_chart
+def test_bake_weights_runs_the_charts_checkpoint_command(dockerfile):
+    from tests.deploy.helpers import checkpoint_command
 
     run_args = next(r.args for r in dockerfile.stage("weights").all("RUN"))
-    match = re.fullmatch(r'python -c "(.*)"', run_args)
-    assert match, run_args
-    assert match.group(1) == fetch_script_from_chart()
-
+    assert run_args.split() == ["imagebind-vectorizer", *checkpoint_command()]

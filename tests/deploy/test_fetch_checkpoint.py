@@ -1,5 +1,6 @@
-"""The checkpoint init container's program (also compose's model-download and the Dockerfiles' BAKE_WEIGHTS
-step), run for real against a loopback file server with a small stand-in checkpoint."""
+"""The checkpoint init container's command (also compose's model-download and the Dockerfiles' BAKE_WEIGHTS
+step), taken from the rendered chart and run for real against a loopback file server with a small stand-in
+checkpoint."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.helpers import REPO, fetch_script_from_chart
+from tests.deploy.helpers import REPO, checkpoint_command
 from tests.deploy.servers import serve_files
 
 pytestmark = pytest.mark.deploy
@@ -31,12 +32,16 @@ def origin(tmp_path):
         yield f"http://127.0.0.1:{port}/{NAME}", hashlib.sha256(payload).hexdigest(), requests, payload
 
 
+def command() -> list[str]:
+    """The chart's init container command, with this checkout's code as the image's entrypoint."""
+    return [sys.executable, "-m", "imagebind_vectorizer", *checkpoint_command()]
+
+
 def fetch(cache: Path, url: str, sha256: str = "", **extra: str) -> subprocess.CompletedProcess:
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "HOME": str(cache.parent),
            "IMAGEBIND_CACHE": str(cache), "IMAGEBIND_CHECKPOINT_URL": url, "IMAGEBIND_CHECKPOINT_SHA256": sha256,
            "IMAGEBIND_CHECKPOINT": "", **extra}
-    return subprocess.run([sys.executable, "-c", fetch_script_from_chart()], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(command(), env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_downloads_checks_and_records_once(tmp_path, origin):
@@ -59,7 +64,7 @@ def test_without_a_pinned_digest_it_records_one(tmp_path, origin):
     url, digest, _requests, _payload = origin
     result = fetch(tmp_path / "models", url)
     assert result.returncode == 0, result.stderr
-    assert f"sha256 {digest}" in result.stdout  # logged so that an operator can pin it
+    assert f"sha256: {digest}" in result.stdout  # logged so that an operator can pin it
 
 
 def test_wrong_digest_fails_and_leaves_nothing(tmp_path, origin):
@@ -104,10 +109,23 @@ def test_pods_sharing_a_volume_download_once(tmp_path, origin):
     cache = tmp_path / "models"
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
            "IMAGEBIND_CACHE": str(cache), "IMAGEBIND_CHECKPOINT_URL": url, "IMAGEBIND_CHECKPOINT_SHA256": digest}
-    procs = [subprocess.Popen([sys.executable, "-c", fetch_script_from_chart()], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    procs = [subprocess.Popen(command(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
     for proc in procs:
         proc.communicate(timeout=120)
         assert proc.returncode == 0
     assert (cache / NAME).read_bytes() == payload
     assert requests == [f"/{NAME}"]
+
+
+def test_a_link_planted_as_the_lock_file_is_not_followed(tmp_path, origin):
+    """The cache may be writable by others: a symlink named like the lock must not make the command
+    create or open a file elsewhere."""
+    url, digest, requests, _payload = origin
+    cache = tmp_path / "models"
+    cache.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    (cache / ".download.lock").symlink_to(elsewhere)
+    result = fetch(cache, url, digest)
+    assert result.returncode != 0 and "symbolic link" in result.stderr
+    assert not elsewhere.exists() and requests == []

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imagebind_vectorizer.errors import CheckpointError
-from imagebind_vectorizer.runtime.download import download, sidecar_path
+from imagebind_vectorizer.runtime.download import LOCK_NAME, download, folder_lock, sidecar_path
 from imagebind_vectorizer.runtime.weights import CheckpointSource, default_cache_dir, resolve_checkpoint
 from imagebind_vectorizer.settings import Settings
 
@@ -223,6 +223,14 @@ def test_a_planted_hard_link_as_part_file_is_refused(tmp_path: Path, server: _Se
     with pytest.raises(CheckpointError, match="single link"):
         resolve_checkpoint(CheckpointSource(url=url_of(server), cache_dir=cache), progress=False)
     assert outside.read_bytes() == b"precious"
+
+
+def test_a_fifo_planted_as_the_download_lock_is_refused_without_hanging(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    os.mkfifo(cache / LOCK_NAME)
+    with pytest.raises(CheckpointError, match="not a plain file"), folder_lock(cache):
+        pass
 
 
 def test_planted_temporary_and_final_name_symlinks_are_never_written_through(tmp_path: Path,

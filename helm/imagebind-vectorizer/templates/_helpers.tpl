@@ -83,15 +83,6 @@ print 536870912 as 5.36870912e+08: whole numbers are printed as integers. ------
 {{- .Values.config.IMAGEBIND_SHUTDOWN_GRACE_S | ceil | int64 }}
 {{- end }}
 
-{{/* Init container program: download the checkpoint into IMAGEBIND_CACHE once (resumable, atomic),
-check its sha256 against IMAGEBIND_CHECKPOINT_SHA256 when set, and record the digest in the
-<file>.sha256 sidecar that the server reads. A file lock in the cache directory serializes pods that
-share a volume. Kept byte-identical to docker/compose.yaml's model-download service and the
-Dockerfiles' BAKE_WEIGHTS step (tests/deploy checks this and runs it). ------------------------------ */}}
-{{- define "imagebind-vectorizer.fetchCheckpointScript" -}}
-import fcntl, logging, sys; logging.basicConfig(level='INFO', format='%(asctime)s %(levelname)s %(name)s: %(message)s'); from imagebind_vectorizer.runtime.weights import CheckpointSource, resolve_checkpoint; from imagebind_vectorizer.runtime.download import read_sidecar, sha256_file, write_sidecar; from imagebind_vectorizer.settings import Settings; s = Settings.load(); src = CheckpointSource.of(s); d = src.cached_path().parent; d.mkdir(parents=True, exist_ok=True); lock = open(d / '.download.lock', 'a'); fcntl.flock(lock, fcntl.LOCK_EX); p = resolve_checkpoint(src, progress=False); r = read_sidecar(p) or sha256_file(p); write_sidecar(p, r); want = (s.checkpoint_sha256 or r.sha256).lower(); sys.exit(f'{p}: sha256 {r.sha256}, expected {want}') if r.sha256 != want else print(f'checkpoint {p}: sha256 {r.sha256}, {r.size} bytes')
-{{- end }}
-
 {{/* Probe handler: HTTP path or native gRPC health check. ------------------------------------------ */}}
 {{- define "imagebind-vectorizer.probeHandler" -}}
 {{- $root := .root }}
