@@ -44,7 +44,7 @@ from bench.load import HttpClient
 from bench.report import table
 from bench.run import BASELINE_FLAGS, hardware
 from bench.server import ServerProcess
-from imagebind_vectorizer.modality import InputKind, parse_encoders
+from imagebind_vectorizer.kinds import InputKind, parse_encoders
 from imagebind_vectorizer.model.config import load_config
 
 CONFIGS = {

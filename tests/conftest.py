@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from imagebind_vectorizer.modality import ENCODERS
+from imagebind_vectorizer.kinds import ENCODERS
 from imagebind_vectorizer.model.checkpoint import save_official_checkpoint
 from imagebind_vectorizer.model.config import config_from_dict
 from imagebind_vectorizer.model.imagebind import random_model
@@ -64,7 +64,7 @@ def tiny_settings(tiny_config_path: Path, tiny_checkpoint: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def tiny_embedder(tiny_settings: Settings):
-    from imagebind_vectorizer.embedder import Embedder
+    from imagebind_vectorizer.runtime.embedder import Embedder
 
     return Embedder(tiny_settings, progress=False)
 
@@ -96,7 +96,7 @@ def tiny_model(tiny_config, tiny_checkpoint: Path):
 @pytest.fixture(scope="session")
 def make_embedder(tiny_settings: Settings):
     """Embedders over the tiny checkpoint with some settings changed, built once per setting."""
-    from imagebind_vectorizer.embedder import Embedder
+    from imagebind_vectorizer.runtime.embedder import Embedder
 
     cache: dict[tuple, Embedder] = {}
 

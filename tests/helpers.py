@@ -108,7 +108,7 @@ def peak_rss_after(runs: list[tuple[str, Path, str]], *, timeout: float = 110) -
 
     script = (
         "import json, resource, sys\n"
-        "from imagebind_vectorizer.modality import InputKind\n"
+        "from imagebind_vectorizer.kinds import InputKind\n"
         "from imagebind_vectorizer.preprocess import PreprocessOptions, Profile, preprocess\n"
         "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "peaks = [peak()]\n"

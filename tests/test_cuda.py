@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from imagebind_vectorizer.engine.engine import Engine
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from tests import media
 
 pytestmark = [pytest.mark.cuda,

@@ -49,12 +49,14 @@ def test_the_package_and_every_commands_help_load_no_torch() -> None:
     assert "torch" not in loaded
 
 
-def test_the_embedder_still_imports_from_its_old_home_and_lazily_from_the_top() -> None:
-    from imagebind_vectorizer import Embedder
+def test_the_embedder_and_the_kinds_still_import_from_their_old_homes_and_lazily_from_the_top() -> None:
+    from imagebind_vectorizer import Embedder, kinds, modality
     from imagebind_vectorizer.embedder import Embedder as OldHome
     from imagebind_vectorizer.runtime.embedder import Embedder as Home
 
     assert Embedder is OldHome is Home
+    assert (modality.InputKind, modality.ENCODERS, modality.parse_encoders) == (
+        kinds.InputKind, kinds.ENCODERS, kinds.parse_encoders)
 
 
 def _environment_reads(path: Path) -> list[tuple[str, int]]:

@@ -109,3 +109,20 @@ def test_no_import_cycles() -> None:
         if module not in state:
             visit(module, [module])
     assert not cycles, "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+#: modules kept only so that code written against earlier versions still imports (each re-exports a
+#: newer home); our own code imports the new home
+COMPATIBILITY_SHIMS = {f"{PACKAGE}.modality", f"{PACKAGE}.embedder"}
+
+
+def test_our_own_code_imports_no_compatibility_shim() -> None:
+    checked = [path for folder in (PACKAGE, "tests", "bench", "scripts") for path in (ROOT / folder).rglob("*.py")]
+    wrong = []
+    for path in checked:
+        if path.name == "test_settings.py" and path.parent.name == "tests":
+            continue  # checks that the old homes still work
+        module = _module_name(path)
+        used = _imports(ast.parse(path.read_text(), str(path)), module, path.name == "__init__.py")
+        wrong += [f"{path.relative_to(ROOT)} imports {shim}" for shim in sorted(used & COMPATIBILITY_SHIMS)]
+    assert not wrong, "\n".join(wrong)

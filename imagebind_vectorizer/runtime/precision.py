@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from imagebind_vectorizer.settings import DTYPES as DTYPE_NAMES
+from imagebind_vectorizer.settings import DTYPES
 
-DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
+#: the torch dtype of each name the `dtype` setting accepts
+TORCH_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPES}
 #: a reduced precision must beat float32 by this factor to be chosen (it costs some fidelity)
 MIN_SPEEDUP = 1.25
 #: an explicit dtype slower than this share of float32's speed gets a warning
@@ -44,7 +45,7 @@ class DtypeChoice:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
+        return TORCH_DTYPES[self.dtype]
 
 
 def linear_gflops(device: torch.device, dtype: torch.dtype, *, tokens: int = 256, width: int = 1024,
@@ -99,7 +100,7 @@ def choose_dtype(requested: str, device: torch.device, *, probe: Probe = linear_
     best = {name: 0.0 for name in ["float32", *names]}
     for _ in range(ROUNDS if names else 0):
         for name in best:
-            best[name] = max(best[name], probe(device, DTYPES[name]))
+            best[name] = max(best[name], probe(device, TORCH_DTYPES[name]))
     speed = {name: rate / best["float32"] if best["float32"] > 0 else 0.0 for name, rate in best.items()}
     speed["float32"] = 1.0
     if requested != "auto":

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from imagebind_vectorizer.modality import ENCODERS, InputKind
+from imagebind_vectorizer.kinds import ENCODERS, InputKind
 from imagebind_vectorizer.model.checkpoint import save_official_checkpoint
 from imagebind_vectorizer.model.imagebind import random_model
 from imagebind_vectorizer.weaviate.local import LocalServerError, LocalVectorizer, LocalWeaviate

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.vectorizer import VectorizerClient
 from tests import media
 

@@ -11,7 +11,7 @@ from weaviate.classes.config import Configure, DataType, Property
 from weaviate.classes.data import DataObject
 from weaviate.util import generate_uuid5
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.collections import create_collection, describe, make_spec
 from imagebind_vectorizer.weaviate.ingest import ingest_folder
 from imagebind_vectorizer.weaviate.search import QueryInput, search

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from weaviate.util import generate_uuid5
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.collections import create_collection, make_spec
 from imagebind_vectorizer.weaviate.errors import QueryError
 from imagebind_vectorizer.weaviate.ingest import ingest_folder

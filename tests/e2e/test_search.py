@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from weaviate.classes.data import DataObject
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.collections import create_collection, make_spec
 from imagebind_vectorizer.weaviate.errors import QueryError
 from imagebind_vectorizer.weaviate.search import QueryInput, search

@@ -11,7 +11,7 @@ import pytest
 from weaviate.classes.data import DataObject
 from weaviate.util import generate_uuid5
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.collections import create_collection, describe, make_spec
 from imagebind_vectorizer.weaviate.errors import QueryError
 from imagebind_vectorizer.weaviate.search import QueryInput, search

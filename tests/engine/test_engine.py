@@ -10,11 +10,11 @@ from typing import TypeVar
 import numpy as np
 import pytest
 
-from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.engine.engine import Engine
 from imagebind_vectorizer.errors import InputError, NotReadyError
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess.profiles import Profile
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.runtime.info import ModelInfo
 from imagebind_vectorizer.settings import OutputScaling, Settings
 from tests import media

@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.engine.costs import CostModel
 from imagebind_vectorizer.engine.engine import Engine, State
 from imagebind_vectorizer.engine.scheduler import Priority
 from imagebind_vectorizer.errors import DeadlineExceededError, NotReadyError, OverloadedError
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.settings import Settings
 from tests import media
 from tests.engine.support import FixedCosts, gate

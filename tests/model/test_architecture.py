@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from imagebind_vectorizer.errors import ConfigError
-from imagebind_vectorizer.modality import ENCODERS, parse_encoders
+from imagebind_vectorizer.kinds import ENCODERS, parse_encoders
 from imagebind_vectorizer.model.checkpoint import build_model_from_state_dict
 from imagebind_vectorizer.model.config import PRESETS, ImageBindConfig, config_from_dict, load_config
 from imagebind_vectorizer.model.imagebind import ImageBind

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from imagebind_vectorizer.errors import CheckpointError
-from imagebind_vectorizer.modality import ENCODERS
+from imagebind_vectorizer.kinds import ENCODERS
 from imagebind_vectorizer.model.checkpoint import load_model, save_official_checkpoint
 from imagebind_vectorizer.model.imagebind import random_model
 from tests.helpers import assert_vectors_match, reference_embed

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from imagebind_vectorizer.embedder import Embedder
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.runtime.embedder import Embedder
 from tests import media
 from tests.helpers import assert_vectors_match, reference_embed
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from imagebind_vectorizer.errors import InputError
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess import PreprocessOptions, preprocess
 from tests import media
 from tests.helpers import peak_rss_after, write

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess import PreprocessOptions, Profile, preprocess
 from imagebind_vectorizer.preprocess.audio import decode_audio
 from imagebind_vectorizer.preprocess.clips import clip_bounds

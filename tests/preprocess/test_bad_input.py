@@ -15,7 +15,7 @@ import pytest
 from PIL import ImageFile
 
 from imagebind_vectorizer.errors import InputError
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess import Limits, PreprocessOptions, Profile, preprocess
 from tests import media
 from tests.helpers import png_claiming_size, write

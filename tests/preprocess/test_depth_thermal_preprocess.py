@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess import DepthOptions, PreprocessOptions, Profile, preprocess
 from tests import media
 from tests.helpers import assert_tensors_match, assert_vectors_match, container_gray_oracle, reference_embed

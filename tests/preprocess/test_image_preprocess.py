@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess import PreprocessOptions, Profile, preprocess
 from tests import media
 from tests.helpers import assert_tensors_match, assert_vectors_match, reference_embed, write

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess import PreprocessOptions, Profile, preprocess
 from tests import media
 from tests.helpers import assert_tensors_match, assert_vectors_match, container_imu_oracle, reference_embed

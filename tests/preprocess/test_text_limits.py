@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from imagebind_vectorizer.errors import DeadlineExceededError, InputError
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess import Limits, PreprocessOptions, preprocess
 from imagebind_vectorizer.preprocess.text import Tokenizer, get_tokenizer
 

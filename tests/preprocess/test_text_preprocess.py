@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess import PreprocessOptions, Profile, preprocess
 from tests.helpers import assert_tensors_match, assert_vectors_match, legacy_text_tokens, reference_embed
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess import PreprocessOptions, Profile, preprocess
 from tests import media
 from tests.helpers import (

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from imagebind_vectorizer.embedder import Embedder
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.settings import Settings
 from tests.server.support import InProcessServer, LoopThread, start_server
 

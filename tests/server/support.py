@@ -25,9 +25,9 @@ import grpc
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.engine.engine import Engine
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.server.app import Server
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2_grpc as pb_grpc

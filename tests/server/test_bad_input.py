@@ -13,8 +13,8 @@ import grpc
 import numpy as np
 import pytest
 
-from imagebind_vectorizer.embedder import Embedder
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.weaviate_http import FIELD_OF_KIND
 from imagebind_vectorizer.settings import Settings

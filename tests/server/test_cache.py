@@ -8,9 +8,9 @@ import dataclasses
 
 import numpy as np
 
-from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.engine.cache import content_key
-from imagebind_vectorizer.modality import InputKind
+from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings
 from tests import media

@@ -22,8 +22,8 @@ from typing import TypeVar
 import grpc
 import pytest
 
-from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.server.connections import MAX_INTERIM_ANSWERS, PROBE_DELAYS_S
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings

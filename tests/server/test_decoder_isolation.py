@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.engine.decode_pool import DecodeLimits, DecodePool
 from imagebind_vectorizer.engine.engine import Engine
 from imagebind_vectorizer.errors import InputError
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess import preprocess
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings
 from tests import media

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.engine.engine import Engine, State
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.settings import Settings
 from tests import media
 from tests.engine.support import FixedCosts, gate

@@ -15,8 +15,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.server.connections import CONTINUE
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings

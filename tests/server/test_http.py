@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagebind_vectorizer.embedder import Embedder
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.settings import Settings
 from tests import media
 from tests.conftest import TINY_DIM

@@ -22,9 +22,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.errors import ConfigError
 from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.server.app import Server
 from imagebind_vectorizer.server.grpc_service import SERVICE_NAME
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from imagebind_vectorizer.client.segments import SegmentClient
-from imagebind_vectorizer.embedder import Embedder
 from imagebind_vectorizer.errors import InputError, OverloadedError
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess.segments import WindowSpec
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings
 from tests import media
