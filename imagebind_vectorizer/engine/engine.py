@@ -31,6 +31,7 @@ from imagebind_vectorizer.engine.costs import CostModel
 from imagebind_vectorizer.engine.decode_pool import DecodeLimits, DecodePool
 from imagebind_vectorizer.engine.metrics import EngineMetrics
 from imagebind_vectorizer.engine.model_thread import ModelThread, attach
+from imagebind_vectorizer.engine.preprocess_queue import PreprocessQueue
 from imagebind_vectorizer.engine.scheduler import Job, Priority, Scheduler
 from imagebind_vectorizer.errors import DeadlineExceededError, InputError, NotReadyError, OverloadedError
 from imagebind_vectorizer.kinds import InputKind
@@ -80,6 +81,9 @@ class Engine:
         self._preprocess_pool = ThreadPoolExecutor(workers, thread_name_prefix="preprocess")
         self._decode_pool = decode_pool or DecodePool(workers, DecodeLimits(
             cpu_s=settings.decode_cpu_s, wall_s=settings.decode_wall_s, memory_mb=settings.decode_memory_mb))
+        # requests take turns for the text threads and the decoder processes (not arrival order)
+        self._text_queue = PreprocessQueue(workers, clock)
+        self._media_queue = PreprocessQueue(self._decode_pool.size, clock)
         self._in_flight = 0  # items admitted and not yet answered (event loop only)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -270,8 +274,9 @@ class Engine:
                     self.metrics.cache.labels(kind.value, "miss").inc()
                 todo.append((kind, index, item, key))
         jobs = self._admit(todo, priority)
-        tasks = [asyncio.ensure_future(self._embed_one(kind, item, job, deadline))
-                 for (kind, _, item, _), job in zip(todo, jobs, strict=True)]
+        positions = _positions_in_request([kind for kind, *_ in todo])
+        tasks = [asyncio.ensure_future(self._embed_one(kind, item, job, deadline, position))
+                 for (kind, _, item, _), job, position in zip(todo, jobs, positions, strict=True)]
         try:
             try:
                 vectors = await asyncio.gather(*tasks)
@@ -333,7 +338,7 @@ class Engine:
             self.metrics.queue_depth.labels(kind.value).set(self.scheduler.held_rows(kind))
 
     async def _embed_one(self, kind: InputKind, item: bytes | str | torch.Tensor, job: Job,
-                         deadline: float | None) -> np.ndarray:
+                         deadline: float | None, position: int = 0) -> np.ndarray:
         """One admitted item: preprocessed here (or already, as a tensor), computed when the
         scheduler says, its place in the queue given up however it ends."""
         loop = asyncio.get_running_loop()
@@ -346,7 +351,7 @@ class Engine:
                 raise DeadlineExceededError("deadline passed before the item was computed")
             async with asyncio.timeout(remaining):
                 rows = item if isinstance(item, torch.Tensor) else \
-                    await self._preprocess(kind, item, deadline, abandoned=future)
+                    await self._preprocess(kind, item, deadline, job, position, abandoned=future)
                 self._model.ready(job, rows)
                 per_clip = await future
         except TimeoutError:
@@ -360,37 +365,52 @@ class Engine:
             self._update_depth({kind})
         return embedder.finish(per_clip, [per_clip.shape[0]])[0].numpy()
 
-
-    async def _preprocess(self, kind: InputKind, item: bytes | str, deadline: float | None, *,
-                          abandoned: asyncio.Future[torch.Tensor]) -> torch.Tensor:
+    async def _preprocess(self, kind: InputKind, item: bytes | str, deadline: float | None, job: Job,
+                          position: int, *, abandoned: asyncio.Future[torch.Tensor]) -> torch.Tensor:
         """The item's model input: text in a thread (pure Python with bounded work, stopped when
         its request is gone), media in a decoder process (where a fault cannot take the server
-        down). Raises at once when the engine abandons the item meanwhile (shutdown)."""
+        down), each when its turn comes (`PreprocessQueue`: requests take turns, so one request of
+        many costly items cannot keep a search waiting). Raises at once when the engine abandons
+        the item meanwhile (shutdown)."""
         embedder = self.embedder
         assert embedder is not None
         started = time.monotonic()
-        gone = threading.Event()  # set when this item ends, so an abandoned tokenizer stops
+        queue = self._text_queue if kind is InputKind.TEXT else self._media_queue
+        async with queue.turn(job.admitted, position, job.priority, abandoned):
+            gone = threading.Event()  # set when this item ends, so an abandoned tokenizer stops
 
-        def stop() -> bool:
-            return gone.is_set() or (deadline is not None and time.monotonic() > deadline)
+            def stop() -> bool:
+                return gone.is_set() or (deadline is not None and time.monotonic() > deadline)
 
-        if kind is InputKind.TEXT:
-            preprocessing: asyncio.Future[torch.Tensor] = asyncio.get_running_loop().run_in_executor(
-                self._preprocess_pool, functools.partial(embedder.preprocess, kind, item, stop=stop))
-        else:
-            preprocessing = asyncio.ensure_future(
-                self._decode_pool.preprocess(kind, item, embedder.options, deadline=deadline))
-        preprocessing.add_done_callback(_retrieve)  # its error may come after nobody waits
-        try:
-            await asyncio.wait({preprocessing, abandoned}, return_when=asyncio.FIRST_COMPLETED)
-            if abandoned.done():
-                raise abandoned.exception() or RuntimeError("an item resolved before it was computed")
-            self.metrics.stage_seconds.labels(kind.value, "preprocess").observe(time.monotonic() - started)
-            return preprocessing.result()
-        finally:
-            gone.set()
-            if not preprocessing.done():
-                preprocessing.cancel()  # a decoder process whose caller is gone is killed
+            if kind is InputKind.TEXT:
+                preprocessing: asyncio.Future[torch.Tensor] = asyncio.get_running_loop().run_in_executor(
+                    self._preprocess_pool, functools.partial(embedder.preprocess, kind, item, stop=stop))
+            else:
+                preprocessing = asyncio.ensure_future(
+                    self._decode_pool.preprocess(kind, item, embedder.options, deadline=deadline))
+            preprocessing.add_done_callback(_retrieve)  # its error may come after nobody waits
+            try:
+                await asyncio.wait({preprocessing, abandoned}, return_when=asyncio.FIRST_COMPLETED)
+                if abandoned.done():
+                    raise abandoned.exception() or RuntimeError("an item resolved before it was computed")
+                self.metrics.stage_seconds.labels(kind.value, "preprocess").observe(time.monotonic() - started)
+                return preprocessing.result()
+            finally:
+                gone.set()
+                if not preprocessing.done():
+                    preprocessing.cancel()  # a decoder process whose caller is gone is killed
+
+
+def _positions_in_request(kinds: Sequence[InputKind]) -> list[int]:
+    """Each item's position among the request's items that wait for the same workers (texts for
+    the text threads, all other kinds for the decoder processes)."""
+    counts = {True: 0, False: 0}
+    positions = []
+    for kind in kinds:
+        text = kind is InputKind.TEXT
+        positions.append(counts[text])
+        counts[text] += 1
+    return positions
 
 
 def _retrieve(future: asyncio.Future[torch.Tensor]) -> None:
