@@ -189,8 +189,9 @@ class Settings:
                                 "is closed for a new one (503 when none is idle); lowered to fit the open-file "
                                 "limit", "server")
     idle_timeout_s: float = _opt(120.0, "IMAGEBIND_IDLE_TIMEOUT_S",
-                                 "close a keep-alive connection idle this long (gRPC: without calls); longer than "
-                                 "the 90 s after which Weaviate's Go client drops its own idle connections",
+                                 "close a keep-alive connection idle this long (gRPC: without calls), and reset one "
+                                 "whose client takes none of its answer for this long; longer than the 90 s after "
+                                 "which Weaviate's Go client drops its own idle connections",
                                  "server")
     header_timeout_s: float = _opt(10.0, "IMAGEBIND_HEADER_TIMEOUT_S",
                                    "time from a request's first byte to the end of its headers (HTTP: 408, then "

@@ -39,7 +39,7 @@ class EngineMetrics:
         self.connections = Gauge("imagebind_connections", "Open client connections", ["transport"], registry=r)
         self.connections_closed = Counter("imagebind_connections_closed",
                                           "Connections the server closed or refused, by reason (idle_timeout, "
-                                          "header_timeout, evicted, refused, tls_handshake)",
+                                          "header_timeout, write_timeout, evicted, refused, tls_handshake)",
                                           ["transport", "reason"], registry=r)
         self.ready = Gauge("imagebind_ready", "1 once the model is loaded and the server accepts work",
                            registry=r)

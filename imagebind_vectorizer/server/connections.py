@@ -21,6 +21,12 @@ HEADERS (a new connection, or a request's first bytes have arrived but not all i
 Go's ReadHeaderTimeout does), REQUEST (headers in; the handler reads the body under its own timeout
 and answers) and IDLE (a kept-alive connection between requests: `idle_timeout_s`).
 
+Answers are bounded too: a client that stops reading (its receive window stays shut, so the answer
+waits in the send buffers) is given `idle_timeout_s` in which its connection must take some of it;
+otherwise the connection is aborted. Without this its connection, file descriptor and answer were
+kept for ever: closing a transport waits for its buffer to drain, and no timer ran once the handler
+had returned.
+
 TLS is started by the guard on each accepted connection (`loop.start_tls`), not by the listener:
 a connection counts against the limit from its accept, handshake included, so a flood of
 connections that never finish their handshake cannot take more file descriptors than the limit
@@ -39,10 +45,13 @@ handler is cancelled and the engine drops the request's items.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import resource
+import socket
 import ssl
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -259,6 +268,8 @@ class GuardedConnection(asyncio.Protocol):
         self._early_eof = False
         self._interim_answers = 0
         self._probe: asyncio.TimerHandle | None = None
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._unsent = 0  # bytes waiting to be sent at the last look of the flush timer
 
     # asyncio.Protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -353,6 +364,7 @@ class GuardedConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         self._cancel_probe()
+        self._cancel_flush_timer()
         if self._refused:
             return
         if self.phase is Phase.HANDSHAKE and self._handshake is not None:  # gone before TLS was set up
@@ -368,9 +380,11 @@ class GuardedConnection(asyncio.Protocol):
         self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        self._watch_flush()  # the client is not taking the answer as fast as it is written
         self.inner.pause_writing()
 
     def resume_writing(self) -> None:
+        self._cancel_flush_timer()
         self.inner.resume_writing()
 
     # Requests --------------------------------------------------------------------------------------
@@ -444,8 +458,46 @@ class GuardedConnection(asyncio.Protocol):
             answer = raw_json_response(408, "Request Timeout", "request headers not received within "
                                        f"{self.guard.header_timeout_s:g} s") if self._got_bytes else None
             self.close("header_timeout", answer)
+        elif self._unsent_bytes():  # still sending the last answer: idle only once it moves no more
+            self._watch_flush()
+            self._timer = asyncio.get_running_loop().call_later(self.guard.idle_timeout_s, self._expired, phase)
         else:
             self.close("idle_timeout")
+
+    # Answers the client does not take --------------------------------------------------------------
+    def _unsent_bytes(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def _watch_flush(self) -> None:
+        """Check every `idle_timeout_s` that the client took some of what waits to be sent."""
+        if self._flush_timer is None and self.transport is not None:
+            self._unsent = self._unsent_bytes()
+            self._flush_timer = asyncio.get_running_loop().call_later(self.guard.idle_timeout_s, self._check_flush)
+
+    def _check_flush(self) -> None:
+        self._flush_timer = None
+        unsent = self._unsent_bytes()
+        if not unsent or self.transport is None:
+            return
+        if unsent < self._unsent:  # some went out: a slow reader, not a stopped one
+            self._watch_flush()
+            return
+        if not self._closed:
+            self._closed = True
+            self._cancel_timer()
+            self.guard._forget(self)
+            self.guard._count_closed("write_timeout")
+        log.debug("aborting connection", extra={"fields": {"reason": "write_timeout", "unsent_bytes": unsent}})
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:  # a reset: else the kernel keeps trying to deliver the unsent answer
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()  # connection_lost follows: aiohttp stops writing, the descriptor is freed
+
+    def _cancel_flush_timer(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
 
     def close(self, reason: str, answer: bytes | None = None) -> None:
         """Close the connection now (an answer, if any, is flushed first)."""
@@ -459,7 +511,9 @@ class GuardedConnection(asyncio.Protocol):
         log.debug("closing connection", extra={"fields": {"reason": reason, "phase": self.phase.value}})
         if answer is not None:
             self.transport.write(answer)
-        self.transport.close()
+        self.transport.close()  # waits for what is unsent to go out: only as long as it moves
+        if self._unsent_bytes():
+            self._watch_flush()
 
 
 #: where the guard leaves a request's connection, for `send_continue`

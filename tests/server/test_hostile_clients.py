@@ -116,6 +116,31 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_answer(guarded: InPro
     assert IDLE_TIMEOUT_S * 0.5 < waited < PATIENCE_S  # kept alive for a while, then closed
 
 
+def test_a_client_that_stops_reading_its_answers_is_disconnected(guarded: InProcessServer) -> None:
+    """Slow read: requests pipelined on one connection whose answers are never read. Once the
+    answers fill the socket buffers nothing moves, and closing the connection would wait for ever
+    for them to drain: the connection must be aborted (its descriptor and answer freed) once the
+    client has taken nothing for the idle timeout."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a receive window that stays shut
+        sock.connect(("127.0.0.1", guarded.http_port))
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 2000)  # ~24 MB of answers
+        started = time.monotonic()
+        while tcp_state(sock) == TCP_ESTABLISHED and time.monotonic() - started < PATIENCE_S:
+            time.sleep(0.1)
+        assert tcp_state(sock) != TCP_ESTABLISHED, "a client that reads nothing kept its connection"
+    assert guarded.sample("imagebind_connections_closed_total", {"transport": "http", "reason": "write_timeout"}) >= 1
+    assert_serving(guarded.http_port)
+
+
+TCP_ESTABLISHED = 1
+
+
+def tcp_state(sock: socket.socket) -> int:
+    """The kernel's state of a TCP socket (`tcpi_state`, the first byte of TCP_INFO)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
 # Half-closed clients ------------------------------------------------------------------------------
 def test_a_client_that_half_closes_after_its_request_gets_the_answer(guarded: InProcessServer) -> None:
     """A client may shut down its sending side once the request is out (`shutdown(SHUT_WR)`, curl
