@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from imagebind_vectorizer.embedder import Embedder
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.engine.engine import Engine
 from imagebind_vectorizer.engine.preprocess_queue import PreprocessQueue
 from imagebind_vectorizer.engine.scheduler import Priority
