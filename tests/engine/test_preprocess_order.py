@@ -15,12 +15,12 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.engine.engine import Engine
 from imagebind_vectorizer.engine.preprocess_queue import PreprocessQueue
 from imagebind_vectorizer.engine.scheduler import Priority
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.preprocess import PreprocessOptions
+from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.settings import Settings
 from tests import media
 
