@@ -170,6 +170,11 @@ class Settings:
     max_segment_streams: int = _opt(2, "IMAGEBIND_MAX_SEGMENT_STREAMS",
                                     "files segmented at once (each decoded in its own worker process); beyond, "
                                     "RESOURCE_EXHAUSTED", "segments")
+    segment_spool_dir: str | None = _opt(None, "IMAGEBIND_SEGMENT_SPOOL_DIR",
+                                         "folder uploads are spooled to while they are segmented (default: the "
+                                         "system's temporary folder); give it room for max_segment_streams x "
+                                         "max_segment_source_bytes. Spooled files are unlinked from the start: "
+                                         "nothing is left behind, even by a crash", "segments")
     # Server and engine ------------------------------------------------------------------------
     host: str = _opt("127.0.0.1", "IMAGEBIND_HOST", "address to listen on (0.0.0.0 in the images)", "server")
     port: int = _opt(SERVER_HTTP_PORT, "IMAGEBIND_PORT", "HTTP port (Weaviate's multi2vec-bind contract, /metrics)",

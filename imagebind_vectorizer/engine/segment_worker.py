@@ -12,7 +12,9 @@ import os
 import pickle
 import signal
 from collections.abc import Iterator
+from multiprocessing import reduction
 from multiprocessing.connection import Connection
+from typing import Any
 
 from imagebind_vectorizer.engine.decode_pool import (
     CRASH_SIGNALS,
@@ -29,17 +31,36 @@ from imagebind_vectorizer.preprocess.profiles import PreprocessOptions
 from imagebind_vectorizer.preprocess.segments import SegmentInput, SourceLimits, WindowSpec
 
 
-class SegmentWorker:
-    """One file's decoder process. `windows()` runs in one thread; `kill()` may come from any."""
+class SharedFile:
+    """An open file the worker reads through a descriptor of its own, handed over when the worker
+    starts (as multiprocessing hands over a Pipe's ends): the gRPC service's spool, which has no
+    name on disk. Handed over at start, not through multiprocessing's resource sharer, which would
+    keep a copy open, and the file's space taken, if the worker never came to collect it."""
 
-    def __init__(self, path: str, kind: InputKind, spec: WindowSpec, options: PreprocessOptions,
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _inherited_file, (reduction.DupFd(self.fd),)  # pickled while the worker is started
+
+
+def _inherited_file(duplicate: Any) -> SharedFile:
+    return SharedFile(duplicate.detach())
+
+
+class SegmentWorker:
+    """One file's decoder process (the file: a path, or an open descriptor of this process that the
+    worker gets a copy of). `windows()` runs in one thread; `kill()` may come from any."""
+
+    def __init__(self, source: str | int, kind: InputKind, spec: WindowSpec, options: PreprocessOptions,
                  limits: SourceLimits, decode: DecodeLimits) -> None:
         self.kind = kind
         self.decode = decode
         self.killed = False
         context = decoder_context()
         self.conn, child = context.Pipe(duplex=True)
-        self.process = context.Process(target=_worker_main, args=(child, path, kind, spec, options, limits, decode),
+        target = SharedFile(source) if isinstance(source, int) else source
+        self.process = context.Process(target=_worker_main, args=(child, target, kind, spec, options, limits, decode),
                                        name="segment-decoder", daemon=True)
         self.process.start()
         child.close()
@@ -99,8 +120,8 @@ class SegmentWorker:
             self.process.close()
 
 
-def _worker_main(conn: Connection, path: str, kind: InputKind, spec: WindowSpec, options: PreprocessOptions,
-                 limits: SourceLimits, decode: DecodeLimits) -> None:
+def _worker_main(conn: Connection, source: str | SharedFile, kind: InputKind, spec: WindowSpec,
+                 options: PreprocessOptions, limits: SourceLimits, decode: DecodeLimits) -> None:
     import resource
 
     import torch
@@ -112,6 +133,7 @@ def _worker_main(conn: Connection, path: str, kind: InputKind, spec: WindowSpec,
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     limit_memory(decode.memory_mb)
     conn.send_bytes(b"ready")
+    path = os.fdopen(source.fd, "rb") if isinstance(source, SharedFile) else source
     windows = iter_segments(path, kind, spec, options, limits)
     while True:
         try:

@@ -6,19 +6,27 @@ and segments come back in order as soon as each is done.
 Memory is bounded end to end: the decoder hands over at most DECODED_AHEAD windows before it
 waits, and at most `in_flight` windows are being embedded; a caller that stops reading stops the
 decoder. Cancelling the iteration stops the decoder thread at its next window and drops the
-windows that were queued for the model."""
+windows that were queued for the model.
+
+Disk too: an upload is spooled (`Segmenter.spool`) to a file that has no name from the start (its
+space is freed when the stream ends, or the process dies), in `segment_spool_dir`, and only when
+that folder has room for the bytes announced, counting what the other streams have reserved."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import os
+import shutil
+import tempfile
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -58,6 +66,8 @@ class Segmenter:
                                    memory_mb=settings.decode_memory_mb)
         self.active = 0
         self.workers: set[SegmentWorker] = set()  # decoder processes running now
+        self.spool_dir = settings.segment_spool_dir or tempfile.gettempdir()
+        self.spool_reserved = 0  # bytes the streams now spooling may still write
         self._pool = ThreadPoolExecutor(self.max_streams, thread_name_prefix="segments")
 
     @contextlib.contextmanager
@@ -72,10 +82,25 @@ class Segmenter:
         finally:
             self.active -= 1
 
+    @contextlib.contextmanager
+    def spool(self, size: int) -> Iterator[Spool]:
+        """A file to spool an upload of at most `size` bytes to, or OverloadedError at once when the
+        spool folder has not that much room left (other streams' reservations counted)."""
+        free = shutil.disk_usage(self.spool_dir).free - self.spool_reserved
+        if size > free:
+            raise OverloadedError(f"the spool folder has room for {max(free, 0)} more bytes, not the {size} this "
+                                  "file needs (segment_spool_dir); retry later")
+        self.spool_reserved += size
+        try:
+            with tempfile.TemporaryFile(dir=self.spool_dir, prefix="imagebind-segments-") as file:
+                yield Spool(file)
+        finally:
+            self.spool_reserved -= size
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def segments(self, source: Source, kind: InputKind, spec: WindowSpec | None = None, *,
+    async def segments(self, source: Source | Spool, kind: InputKind, spec: WindowSpec | None = None, *,
                        deadline: float | None = None, first_index: int = 0) -> AsyncIterator[Segment]:
         """The file's segments in order. Windows before `first_index` are decoded (the stream must
         be read through) but not embedded or returned. Raises InputError for a file that cannot
@@ -100,16 +125,21 @@ class Segmenter:
                         future.cancel()
                         return False
 
-        worker = SegmentWorker(os.fspath(source), kind, spec, options, self.limits, self.decode) \
-            if isinstance(source, str | os.PathLike) else None
+        if isinstance(source, str | os.PathLike):
+            worker: SegmentWorker | None = SegmentWorker(os.fspath(source), kind, spec, options, self.limits,
+                                                         self.decode)
+        elif isinstance(source, Spool):
+            worker = SegmentWorker(source.file.fileno(), kind, spec, options, self.limits, self.decode)
+        else:
+            worker = None
         if worker is not None:
             self.workers.add(worker)
 
         def decode() -> None:
-            # A path is decoded in a worker process; a file object (the Python API's kind of
-            # source) in this thread.
-            windows = worker.windows() if worker is not None else iter_segments(source, kind, spec, options,
-                                                                                  self.limits)
+            # A path or a spool is decoded in a worker process; a file object (the Python API's
+            # kind of source) in this thread.
+            windows = worker.windows() if worker is not None else iter_segments(
+                source, kind, spec, options, self.limits)  # type: ignore[arg-type]  # not a Spool here
             try:
                 for item in windows:
                     if stop.is_set() or not hand_over(item):
@@ -180,6 +210,34 @@ class Segmenter:
             except InputError as exc:
                 segment.errors[part] = exc
         return segment
+
+
+class Spool:
+    """An upload being written to its spool file (no name on disk; see Segmenter.spool)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+
+    def write(self, chunk: bytes) -> None:
+        """Called off the event loop."""
+        with _full_disk_is_overload():
+            self.file.write(chunk)
+
+    def finish(self) -> None:
+        """Flush: the decoder reads the file through a descriptor of its own."""
+        with _full_disk_is_overload():
+            self.file.flush()
+
+
+@contextlib.contextmanager
+def _full_disk_is_overload() -> Iterator[None]:
+    """A full disk is the server's state, not the caller's fault: RESOURCE_EXHAUSTED, retry later."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise OverloadedError(f"the spool folder is full ({exc.strerror}); retry later") from None
+        raise
 
 
 def _nowait(queue: asyncio.Queue[object]) -> object | None:

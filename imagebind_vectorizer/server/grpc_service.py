@@ -18,10 +18,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import BinaryIO, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 import numpy as np
@@ -30,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from imagebind_vectorizer.engine.engine import Engine
 from imagebind_vectorizer.engine.scheduler import PRIORITY_KEY, Priority
-from imagebind_vectorizer.engine.segments import Segmenter
+from imagebind_vectorizer.engine.segments import Segmenter, Spool
 from imagebind_vectorizer.errors import (
     DeadlineExceededError,
     ImageBindError,
@@ -288,7 +287,7 @@ class VectorizerService(pb_grpc.VectorizerServicer):
             if not self.engine.ready:
                 raise NotReadyError(f"the server is {self.engine.state.value}")
             idle = IdleClock(self.settings.stream_idle_timeout_s)
-            with self.segmenter.admitted(), tempfile.NamedTemporaryFile(prefix="imagebind-segments-") as spool:
+            with self.segmenter.admitted():
                 messages = aiter(request_iterator)
                 first = await idle.next(messages)
                 if first is None or not first.HasField("options"):
@@ -296,30 +295,37 @@ class VectorizerService(pb_grpc.VectorizerServicer):
                                      field="options")
                 options = first.options
                 kind, spec = self._segment_options(options)
-                received = await self._spool(first, messages, spool, options.total_bytes, idle)
-                short = options.total_bytes and received < options.total_bytes
-                stop_note = (f"; the stream stopped after {received} of the {options.total_bytes} bytes announced"
-                             if short else "")
-                if received == 0:
-                    raise InputError("the stream carried no bytes", reason="empty", field="chunk")
-                count, end = 0, 0.0
-                try:
-                    async for segment in self.segmenter.segments(spool.name, kind, spec, deadline=_deadline(context),
-                                                                 first_index=options.first_index):
-                        count, end = count + 1, segment.end
-                        yield pb.VectorizeSegmentsResponse(segment=_segment_message(segment, options))
-                except InputError as exc:
-                    raise InputError(f"({kind.value}) {exc.message}{stop_note}", reason=exc.reason) from None
-                if short:
-                    raise InputError(f"({kind.value}) the file is truncated{stop_note}; the segments sent are what "
-                                     "those bytes hold", reason="truncated")
-                yield pb.VectorizeSegmentsResponse(done=pb.SegmentsDone(segments=count, seconds=end, bytes=received))
+                with self.segmenter.spool(self._spool_limit(options.total_bytes)) as spool:
+                    received = await self._spool(first, messages, spool, options.total_bytes, idle)
+                    async for message in self._segment_responses(spool, kind, spec, options, received, context):
+                        yield message
         except (asyncio.CancelledError, GeneratorExit):
             self._observe(method, grpc.StatusCode.CANCELLED)
             raise
         except Exception as exc:
             await self._fail(context, method, exc, started)
         self._observe(method, grpc.StatusCode.OK, started)
+
+    async def _segment_responses(self, spool: Spool, kind: InputKind, spec: WindowSpec, options: pb.SegmentOptions,
+                                 received: int, context: grpc.aio.ServicerContext
+                                 ) -> AsyncIterator[pb.VectorizeSegmentsResponse]:
+        short = options.total_bytes and received < options.total_bytes
+        stop_note = (f"; the stream stopped after {received} of the {options.total_bytes} bytes announced"
+                     if short else "")
+        if received == 0:
+            raise InputError("the stream carried no bytes", reason="empty", field="chunk")
+        count, end = 0, 0.0
+        try:
+            async for segment in self.segmenter.segments(spool, kind, spec, deadline=_deadline(context),
+                                                         first_index=options.first_index):
+                count, end = count + 1, segment.end
+                yield pb.VectorizeSegmentsResponse(segment=_segment_message(segment, options))
+        except InputError as exc:
+            raise InputError(f"({kind.value}) {exc.message}{stop_note}", reason=exc.reason) from None
+        if short:
+            raise InputError(f"({kind.value}) the file is truncated{stop_note}; the segments sent are what "
+                             "those bytes hold", reason="truncated")
+        yield pb.VectorizeSegmentsResponse(done=pb.SegmentsDone(segments=count, seconds=end, bytes=received))
 
     def _segment_options(self, options: pb.SegmentOptions) -> tuple[InputKind, WindowSpec]:
         kind = KIND_OF_MODALITY.get(options.modality)
@@ -335,10 +341,15 @@ class VectorizerService(pb_grpc.VectorizerServicer):
         except ValueError as exc:
             raise InputError(str(exc), reason="invalid", field="options") from None
 
+    def _spool_limit(self, announced: int) -> int:
+        """The most bytes the upload may carry (and the spool room reserved for it): what it announced,
+        else the limit for any file."""
+        return min(self.settings.max_segment_source_bytes, announced or self.settings.max_segment_source_bytes)
+
     async def _spool(self, first: pb.VectorizeSegmentsRequest, rest: AsyncIterator[pb.VectorizeSegmentsRequest],
-                     spool: BinaryIO, announced: int, idle: IdleClock) -> int:
-        """Write the uploaded chunks to the temporary file; the byte limit holds as they arrive."""
-        limit = min(self.settings.max_segment_source_bytes, announced or self.settings.max_segment_source_bytes)
+                     spool: Spool, announced: int, idle: IdleClock) -> int:
+        """Write the uploaded chunks to the spool file; the byte limit holds as they arrive."""
+        limit = self._spool_limit(announced)
         received = 0
 
         async def write(chunk: bytes) -> None:
@@ -358,7 +369,7 @@ class VectorizerService(pb_grpc.VectorizerServicer):
                 raise InputError("SegmentOptions may only come in the first message", reason="invalid",
                                  field="options")
             await write(request.chunk)
-        await asyncio.to_thread(spool.flush)
+        await asyncio.to_thread(spool.finish)
         return received
 
     # Meta -----------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ VALUES_CASES = {
 }
 #: Settings the chart derives from other values instead of taking them in `config`.
 CHART_MANAGED_ENV = {"IMAGEBIND_HOST", "IMAGEBIND_PORT", "IMAGEBIND_GRPC_PORT", "IMAGEBIND_CACHE",
+                     "IMAGEBIND_SEGMENT_SPOOL_DIR",  # the emptyDir the chart sizes for segment uploads
                      # keys and certificates: files mounted from Secrets (auth, tls), never ConfigMap values
                      "IMAGEBIND_API_KEYS", "IMAGEBIND_API_KEY_FILE", "IMAGEBIND_METRICS_API_KEYS",
                      "IMAGEBIND_METRICS_API_KEY_FILE", "IMAGEBIND_TLS_CERT_FILE", "IMAGEBIND_TLS_KEY_FILE",

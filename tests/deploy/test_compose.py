@@ -63,7 +63,7 @@ def test_services_and_start_order(config):
     assert services["model-download"]["build"] == services["vectorizer"]["build"]
     assert {v["source"]: v["target"] for v in services["weaviate"]["volumes"]} == {
         "weaviate-data": "/var/lib/weaviate", "api-key": "/etc/imagebind-vectorizer/api-keys"}
-    assert set(cfg["volumes"]) == {"models", "weaviate-data", "api-key"}
+    assert set(cfg["volumes"]) == {"models", "weaviate-data", "api-key", "segment-spool"}
 
 
 def test_weaviate_module_settings(config):
@@ -93,7 +93,9 @@ def test_vectorizer_service(config):
     settings = Settings.load(env=vectorizer["environment"])
     assert settings.host == "0.0.0.0" and settings.cache_dir == "/models"
     assert {v["target"]: v.get("read_only", False) for v in vectorizer["volumes"]} == {
-        "/models": True, "/etc/imagebind-vectorizer/api-keys": True}
+        "/models": True, "/etc/imagebind-vectorizer/api-keys": True, "/spool": False}
+    # segment uploads (up to 4 GiB each) go to a volume on disk, not into the in-memory tmpfs /tmp
+    assert settings.segment_spool_dir == "/spool" and "/tmp" in vectorizer["tmpfs"]
     assert settings.api_key_file == "/etc/imagebind-vectorizer/api-keys/api-keys" and settings.api_keys is None
     assert vectorizer["read_only"] is True and vectorizer["cap_drop"] == ["ALL"]
     assert [p["target"] for p in vectorizer["ports"]] == [SERVER_HTTP_PORT, SERVER_GRPC_PORT]

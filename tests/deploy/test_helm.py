@@ -260,6 +260,45 @@ def test_no_grpc():
     assert _configmap_env(docs)["IMAGEBIND_GRPC_PORT"] == "0"
 
 
+def _quantity_bytes(quantity: str | int) -> int:
+    text = str(quantity)
+    for suffix, factor in (("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40)):
+        if text.endswith(suffix):
+            return int(text[:-len(suffix)]) * factor
+    return int(text)
+
+
+@pytest.mark.parametrize(("sets", "streams", "size"), [
+    ((), 2, 4 << 30),
+    (("config.IMAGEBIND_MAX_SEGMENT_STREAMS=3", "config.IMAGEBIND_MAX_SEGMENT_SOURCE_BYTES=1073741824"), 3, 1 << 30),
+])
+def test_the_segment_spool_holds_the_largest_upload_of_every_stream(sets, streams, size):
+    """VectorizeSegments spools each upload (up to IMAGEBIND_MAX_SEGMENT_SOURCE_BYTES) while it is
+    segmented. It went to /tmp, whose 4Gi could not hold the default 2 x 4 GiB (the pod would be
+    evicted); the spool now has an emptyDir of its own with room for every stream, and the server
+    writes there."""
+    from imagebind_vectorizer.settings import Settings
+
+    docs = render(sets=sets)
+    settings = Settings.load(env=_configmap_env(docs))
+    assert (settings.max_segment_streams, settings.max_segment_source_bytes) == (streams, size)
+    deployment = find(docs, "Deployment")
+    mounts = {m["mountPath"]: m["name"] for m in container(deployment)["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    spool = volumes[mounts[settings.segment_spool_dir]]
+    assert _quantity_bytes(spool["emptyDir"]["sizeLimit"]) >= streams * size
+    assert spool["name"] != "tmp"
+
+
+def test_without_grpc_there_is_no_segment_spool():
+    docs = render(sets=("grpc.enabled=false",))
+    from imagebind_vectorizer.settings import Settings
+
+    assert Settings.load(env=_configmap_env(docs)).segment_spool_dir is None
+    deployment = find(docs, "Deployment")
+    assert "segment-spool" not in {v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]}
+
+
 def test_security_context(values_case):
     _name, files = values_case
     pod = find(render(files), "Deployment")["spec"]["template"]["spec"]

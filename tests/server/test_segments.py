@@ -5,7 +5,10 @@ out as a file of its own (audio, video pictures, video soundtrack; both profiles
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +35,7 @@ from tests.server.support import (
     http_vectorize,
     start_server,
     vectorize_body,
+    wait_until,
 )
 
 SPEC = WindowSpec(10.0)
@@ -267,3 +271,107 @@ def _busy(thread: threading.Thread) -> bool:
     frame = sys._current_frames().get(thread.ident or -1)
     return frame is not None and any("iter_segments" in line or "decode" in line.split(",")[-1]
                                      for line in traceback.format_stack(frame))
+
+
+# The spool: where an upload waits while it is segmented ------------------------------------------------
+def _open_in(folder: Path) -> list[str]:
+    """The files this process (and so an in-process server) has open in `folder`."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(f"{folder}/"):
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc")
+def test_the_spool_has_no_name_holds_room_and_a_stalled_upload_lets_go(
+        loop_thread: LoopThread, server_settings: Settings, shared_embedder: Embedder, files: dict[str, Path],
+        tmp_path: Path) -> None:
+    """The upload is spooled in segment_spool_dir to a file without a name (a crash leaves nothing to
+    clean up), only when the folder has room for what is announced; an upload that stops sending
+    gives back its stream place and its spool (stream_idle_timeout_s)."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    running = start_server(loop_thread, server_settings.replace(
+        segment_spool_dir=str(spool), stream_idle_timeout_s=3.0, max_segment_source_bytes=1 << 62), shared_embedder)
+    data = files["audio"].read_bytes()
+    try:
+        too_big = shutil.disk_usage(spool).free + (1 << 30)
+        responses, error = _raw_stream(running.grpc_target, pb.SegmentOptions(
+            modality=pb.MODALITY_AUDIO, total_bytes=too_big), [data[:1000]])
+        assert error is not None and error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, error
+        assert "spool folder has room" in error.details() and not responses
+
+        release = threading.Event()
+
+        def stalled() -> Iterator[pb.VectorizeSegmentsRequest]:
+            yield pb.VectorizeSegmentsRequest(options=pb.SegmentOptions(modality=pb.MODALITY_AUDIO,
+                                                                        total_bytes=len(data)), chunk=data[:65536])
+            release.wait(60)
+
+        channel, stub = grpc_stub(running.grpc_target)
+        try:
+            began = time.monotonic()
+            call = stub.VectorizeSegments(stalled(), timeout=60)
+            wait_until(lambda: bool(_open_in(spool)), timeout=10)
+            assert os.listdir(spool) == [], "the spooled upload has a name in the folder"
+            with pytest.raises(grpc.RpcError) as caught:
+                list(call)
+            assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert "no message for 3 s" in caught.value.details() and time.monotonic() - began < 40
+        finally:
+            release.set()
+            channel.close()
+        segmenter = running.server.segmenter
+        wait_until(lambda: segmenter.active == 0 and not _open_in(spool), timeout=10)
+        assert segmenter.spool_reserved == 0
+        with SegmentClient(running.grpc_target) as client:  # the place is free again
+            assert [s.index for s in client.segments(files["audio"], InputKind.AUDIO)] == [0, 1, 2]
+    finally:
+        running.stop()
+
+
+def test_a_full_spool_folder_is_resource_exhausted(loop_thread: LoopThread, server_settings: Settings,
+                                                   shared_embedder: Embedder, files: dict[str, Path],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk filling up while an upload is spooled is the server's state, not the caller's input:
+    RESOURCE_EXHAUSTED with a reason, not INTERNAL with an OSError."""
+    import tempfile
+
+    from imagebind_vectorizer.engine import segments
+
+    class FullDisk:
+        def __init__(self, file: object) -> None:
+            self._file, self._written = file, 0
+
+        def write(self, data: bytes) -> int:
+            self._written += len(data)
+            if self._written > 100_000:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self._file.write(data)  # type: ignore[attr-defined]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._file, name)
+
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._file.close()  # type: ignore[attr-defined]
+
+    real = tempfile.TemporaryFile
+    monkeypatch.setattr(segments.tempfile, "TemporaryFile", lambda **kw: FullDisk(real(**kw)))
+    data = files["audio"].read_bytes()
+    running = start_server(loop_thread, server_settings, shared_embedder)
+    try:
+        responses, error = _raw_stream(running.grpc_target, pb.SegmentOptions(
+            modality=pb.MODALITY_AUDIO, total_bytes=len(data)), [data[i:i + 65536] for i in range(0, len(data), 65536)])
+        assert error is not None and error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, error
+        assert "spool folder is full" in error.details() and not responses
+        assert running.server.segmenter.spool_reserved == 0
+    finally:
+        running.stop()

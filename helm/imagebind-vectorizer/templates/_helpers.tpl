@@ -79,6 +79,14 @@ print 536870912 as 5.36870912e+08: whole numbers are printed as integers. ------
 {{- end }}
 {{- end }}
 
+{{/* Segment uploads (moment search) are spooled here: an emptyDir with room for the most streams
+at once, each as large as a segmented file may be. --------------------------------------------------- */}}
+{{- define "imagebind-vectorizer.spoolPath" -}}/spool{{- end }}
+
+{{- define "imagebind-vectorizer.spoolBytes" -}}
+{{- mul (.Values.config.IMAGEBIND_MAX_SEGMENT_STREAMS | int64) (.Values.config.IMAGEBIND_MAX_SEGMENT_SOURCE_BYTES | int64) }}
+{{- end }}
+
 {{- define "imagebind-vectorizer.shutdownGraceSeconds" -}}
 {{- .Values.config.IMAGEBIND_SHUTDOWN_GRACE_S | ceil | int64 }}
 {{- end }}
