@@ -18,6 +18,7 @@ Rewrites only what differs; prints a line when it created or changed something."
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import subprocess
 import sys
@@ -52,6 +53,19 @@ def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
     return True
 
 
+def project_version(checkout: Path, pyproject: dict) -> str:
+    """pyproject's version: stated there, or (dynamic) the string constant its setuptools `attr` names,
+    read from the module's source as setuptools itself does, without importing it."""
+    if "version" in pyproject["project"]:
+        return pyproject["project"]["version"]
+    module, _, name = pyproject["tool"]["setuptools"]["dynamic"]["version"]["attr"].rpartition(".")
+    source = checkout / (module.replace(".", "/") + ".py")
+    for node in ast.parse(source.read_text(), str(source)).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [name]:
+            return ast.literal_eval(node.value)
+    raise SystemExit(f"error: {source} does not assign {name}, which pyproject.toml names as the version")
+
+
 def ensure(shared: Path, checkout: Path, dest: Path) -> bool:
     """Create or update the layered environment; True when anything changed."""
     shared_python = shared / "bin" / "python"
@@ -68,8 +82,9 @@ def ensure(shared: Path, checkout: Path, dest: Path) -> bool:
     changed |= write_if_changed(ours / CHECKOUT_PTH, f"{checkout}\n")
     changed |= write_if_changed(ours / SHARED_PTH, f"import site; site.addsitedir({str(theirs)!r})\n")
 
-    project = tomllib.loads((checkout / "pyproject.toml").read_text())["project"]
-    name, version = project["name"], project["version"]
+    pyproject = tomllib.loads((checkout / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    name, version = project["name"], project_version(checkout, pyproject)
     scripts = project.get("scripts", {})
     dist_info = ours / f"{name.replace('-', '_')}-{version}.dist-info"
     for stale in ours.glob(f"{name.replace('-', '_')}-*.dist-info"):

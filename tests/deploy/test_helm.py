@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from imagebind_vectorizer.settings import SERVER_GRPC_PORT, SERVER_HTTP_PORT
+from imagebind_vectorizer.version import __version__
 from tests.deploy.helpers import (
     CHART,
     CHART_MANAGED_ENV,
@@ -205,7 +206,7 @@ def test_default_objects():
     pod = deployment["spec"]["template"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     main = container(deployment)
-    assert main["image"] == "imagebind-vectorizer:0.1.0-cpu"
+    assert main["image"] == f"imagebind-vectorizer:{__version__}-cpu"
     ports = {p["name"]: p["containerPort"] for p in main["ports"]}
     assert ports == {"http": SERVER_HTTP_PORT, "grpc": SERVER_GRPC_PORT}
     assert "nvidia.com/gpu" not in main["resources"].get("limits", {})
@@ -387,7 +388,7 @@ def test_gpu_example():
     deployment = find(docs, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     main = container(deployment)
-    assert main["image"].endswith(":0.1.0-cuda")
+    assert main["image"].endswith(f":{__version__}-cuda")
     assert main["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert main["resources"]["limits"]["memory"] and main["resources"]["requests"]["cpu"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
