@@ -162,5 +162,8 @@ def _deliver(job: Job, *, value: Any = None, error: BaseException | None = None)
 def attach(job: Job, loop: asyncio.AbstractEventLoop) -> asyncio.Future[torch.Tensor]:
     """A future on `loop` that resolves with the job's per-row outputs."""
     future: asyncio.Future[torch.Tensor] = loop.create_future()
+    # Its outcome may arrive when nobody waits any more (abandoned at shutdown while its caller was
+    # being cancelled): mark an error as seen, or asyncio logs one error per item.
+    future.add_done_callback(lambda done: None if done.cancelled() else done.exception())
     job.payload = (loop, future)
     return future

@@ -10,6 +10,7 @@ injected where the test needs a given throughput curve: nothing here depends on 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -294,3 +295,43 @@ def test_a_lone_item_never_waits_for_a_batch_to_fill(settings: Settings, tiny_em
         return len(await asyncio.wait_for(engine.embed_request({TEXT: ["two", "at once"]}), 30))
 
     assert run_engine(patient, tiny_embedder, work, flat)[0] == 1
+
+
+class StuckDecoder:
+    """Stands in for the decoder processes: every item decodes until its caller gives up."""
+
+    size = 1
+
+    async def preprocess(self, *args: Any, **options: Any) -> Any:
+        await asyncio.Event().wait()
+
+    def close(self) -> None:
+        pass
+
+
+def test_work_abandoned_at_shutdown_whose_callers_also_left_logs_no_error(
+        settings: Settings, tiny_embedder: Embedder, images: list[bytes]) -> None:
+    """Past the grace period the engine fails what it still holds and, in the same breath, the
+    transports cancel their callers: an item's outcome then arrives after nobody waits for it. That
+    is the plan, not an error: no "Future exception was never retrieved" per abandoned item (one
+    item decoding, two waiting for their turn)."""
+    errors: list[str] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context["message"]))
+        engine = Engine(settings, embedder=tiny_embedder, decode_pool=StuckDecoder())  # type: ignore[arg-type]
+        await engine.start()
+        callers = [started(engine, IMAGE, image) for image in images[:3]]
+        await until(lambda: engine.scheduler.held_rows(IMAGE) == 3)
+        await engine.drain(0)  # the grace is over: everything admitted is abandoned
+        for caller in callers:  # and the transports cancel their handlers at once
+            caller.cancel()
+        await asyncio.gather(*callers, return_exceptions=True)
+        await engine.close()
+        del callers
+        gc.collect()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    gc.collect()
+    assert not [e for e in errors if "never retrieved" in e], errors
