@@ -54,16 +54,25 @@ def sidecar_path(path: Path) -> Path:
 
 
 def read_sidecar(path: Path) -> DigestRecord | None:
-    """The recorded digest, if it was written for a file of the current size."""
+    """The recorded digest, if it was written for a file of the current size, and if it can be
+    trusted: the sidecar a plain file (not a link) and both it and the checkpoint owned by this user
+    or root. In a folder others can write to, another user could otherwise rename a file of the same
+    size over the checkpoint and leave the official digest beside it: with the digest pinned, the
+    file would pass unread. An untrusted sidecar is ignored, so the file is hashed again."""
+    sidecar = sidecar_path(path)
     try:
-        digest, size = sidecar_path(path).read_text().split()[:2]
+        with open(sidecar, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NOFOLLOW)) as handle:
+            written_by = os.fstat(handle.fileno())
+            digest, size = handle.read(1024).decode("ascii").split()[:2]
         record = DigestRecord(digest.lower(), int(size))
+        checkpoint = path.stat()
     except (OSError, ValueError):
         return None
-    try:
-        return record if path.stat().st_size == record.size else None
-    except OSError:
+    trusted = {os.geteuid(), 0}
+    if not all(stat.S_ISREG(info.st_mode) and info.st_uid in trusted for info in (written_by, checkpoint)):
+        log.warning("ignoring the recorded digest of %s: it or its sidecar belongs to another user", path)
         return None
+    return record if checkpoint.st_size == record.size else None
 
 
 def write_sidecar(path: Path, record: DigestRecord) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imagebind_vectorizer.errors import CheckpointError
-from imagebind_vectorizer.runtime.download import LOCK_NAME, download, folder_lock, sidecar_path
+from imagebind_vectorizer.runtime.download import LOCK_NAME, download, folder_lock, read_sidecar, sidecar_path
 from imagebind_vectorizer.runtime.weights import CheckpointSource, default_cache_dir, resolve_checkpoint
 from imagebind_vectorizer.settings import Settings
 
@@ -253,6 +253,33 @@ def test_planted_temporary_and_final_name_symlinks_are_never_written_through(tmp
     assert not dangling.exists()
     assert sorted(p.name for p in cache.iterdir()) == sorted(
         ["imagebind_tiny.pth", "imagebind_tiny.pth.sha256", "imagebind_tiny.pth.tmp", "imagebind_tiny.pth.sha256.tmp"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+@pytest.mark.parametrize("planted", ["checkpoint", "sidecar"])
+def test_a_checkpoint_or_digest_planted_by_another_user_is_verified_again(tmp_path: Path, server: _Server,
+                                                                           planted: str) -> None:
+    """The sidecar saves re-reading gigabytes at each start, but in a folder others can write to,
+    another user could rename a file of the same size over the checkpoint (and the recorded digest
+    would vouch for it), or plant the digest itself: the pinned sha256 must still hold."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    source = CheckpointSource(url=url_of(server), cache_dir=cache, sha256=sha(server.payload))
+    path = resolve_checkpoint(source, progress=False)
+    assert read_sidecar(path) is not None
+    other = os.urandom(len(server.payload))
+    if planted == "checkpoint":
+        swapped = cache / "swap"
+        swapped.write_bytes(other)
+        os.chown(swapped, 65534, 65534)
+        swapped.replace(path)
+    else:
+        path.write_bytes(other)
+        sidecar = sidecar_path(path)
+        os.chown(sidecar, 65534, 65534)
+    assert read_sidecar(path) is None
+    with pytest.raises(CheckpointError, match="expected"):
+        resolve_checkpoint(source, progress=False)
 
 
 @pytest.mark.parametrize("tail", ["/.", "/..", "/%2e%2e", "/..%2fescape.pth", "/.hidden.pth", "/x.pth.part",
