@@ -43,7 +43,7 @@ from bench.inputs import Payloads
 from bench.load import HttpClient
 from bench.report import table
 from bench.run import BASELINE_FLAGS, hardware
-from bench.server import ServerProcess
+from bench.server import Access, ServerProcess
 from imagebind_vectorizer.kinds import InputKind, parse_encoders
 from imagebind_vectorizer.model.config import load_config
 
@@ -52,8 +52,6 @@ CONFIGS = {
     "unbatched": ["--max-batch-size", "1"],
     "reference": list(BASELINE_FLAGS),
 }
-#: forward passes per item of each kind (what the block-time estimate divides by)
-ROWS = {"audio": 3, "video": 15}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,8 +73,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--text-priority", default=None, help="send texts with x-imagebind-priority: this")
     parser.add_argument("--server-arg", action="append", default=[], metavar="FLAG",
                         help="extra flag for every server (repeat)")
+    Access.add_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
+    args.access = Access.of(parser, args)
     args.heavy_list = [InputKind.parse(k) for k in args.heavy.split(",") if k.strip()]
     args.kind_list = [InputKind.parse(k) for k in args.kinds.split(",") if k.strip()]
     args.config_list = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -115,9 +115,9 @@ class Samples:
 class Clients:
     """Closed-loop HTTP clients sharing one stop time and, for the reference, one lock."""
 
-    def __init__(self, port: int, samples: Samples, *, lock: threading.Lock | None, stop_at: float,
+    def __init__(self, port: int, access: Access, samples: Samples, *, lock: threading.Lock | None, stop_at: float,
                  text_priority: str | None) -> None:
-        self.port, self.samples, self.lock, self.stop_at = port, samples, lock, stop_at
+        self.port, self.access, self.samples, self.lock, self.stop_at = port, access, samples, lock, stop_at
         self.text_priority = text_priority
         self.counter = iter(range(10**9))
         self.counter_lock = threading.Lock()
@@ -136,7 +136,7 @@ class Clients:
         self.samples.seconds = time.monotonic() - started
 
     def _client(self, payloads: Payloads, pause_s: float, offset: int) -> None:
-        client = HttpClient(self.port, 3600)
+        client = HttpClient(self.port, 3600, self.access)
         headers = {"x-imagebind-priority": self.text_priority} \
             if self.text_priority and payloads.kind is InputKind.TEXT else {}
         kind = payloads.kind.value
@@ -155,11 +155,12 @@ class Clients:
             client.close()
 
 
-def phase(port: int, specs: list[tuple[Payloads, float]], duration_s: float, *, serialize: bool,
+def phase(server: ServerProcess, specs: list[tuple[Payloads, float]], duration_s: float, *, serialize: bool,
           shared: threading.Lock | None = None, text_priority: str | None = None, offset: int = 0) -> Samples:
     samples = Samples()
     lock = shared if shared is not None else (threading.Lock() if serialize else None)
-    clients = Clients(port, samples, lock=lock, stop_at=time.monotonic() + duration_s, text_priority=text_priority)
+    clients = Clients(server.http_port, server.access, samples, lock=lock, stop_at=time.monotonic() + duration_s,
+                      text_priority=text_priority)
     for payloads, pause in specs:
         clients.add(payloads, pause_s=pause, offset=offset)
     clients.run()
@@ -177,30 +178,30 @@ def run_config(args: argparse.Namespace, name: str, payloads: dict[InputKind, Pa
              *args.server_arg]
     serialize = name == "reference"
     record: dict[str, Any] = {"config": name, "flags": flags}
-    server = ServerProcess(flags, args.out / "logs" / f"{stamp}-mixed-{name}.log")
+    server = ServerProcess(flags, args.out / "logs" / f"{stamp}-mixed-{name}.log", args.access)
     text, heavy = payloads[InputKind.TEXT], [payloads[k] for k in args.heavy_list]
     with server:
         record["ready_s"] = round(server.ready_s or 0, 2)
         record["meta_dtype"] = server.meta().get("dtype")
         print(f"[{name}] ready in {record['ready_s']} s", flush=True)
         if name == "scheduled":
-            record["first_requests"] = first_requests(server.http_port, [text, *heavy])
+            record["first_requests"] = first_requests(server, [text, *heavy])
             for row in record["first_requests"]:
                 print(f"[{name}] first {row['kind']}: {row['first_ms']:.0f} ms, "
                       f"then median {row['next_median_ms']:.0f} ms", flush=True)
         else:  # warm the kernels the same way, unmeasured
-            first_requests(server.http_port, [text, *heavy], repeats=1)
+            first_requests(server, [text, *heavy], repeats=1)
         offset = 1_000_000
-        idle = phase(server.http_port, [(text, args.text_interval_s)], args.duration_s, serialize=serialize,
+        idle = phase(server, [(text, args.text_interval_s)], args.duration_s, serialize=serialize,
                      text_priority=args.text_priority, offset=offset)
         record["text_idle"] = idle.stats("text") | {"errors": len(idle.errors)}
         print(f"[{name}] text idle: {fmt_stats(record['text_idle'])}", flush=True)
         heavy_specs = [(heavy[i % len(heavy)], 0.0) for i in range(args.heavy_clients)]
-        alone = phase(server.http_port, heavy_specs, args.duration_s, serialize=serialize)
+        alone = phase(server, heavy_specs, args.duration_s, serialize=serialize)
         record["heavy_only"] = heavy_summary(alone, args.heavy_list)
         print(f"[{name}] heavy only: {record['heavy_only']['items_per_s']:.3f} items/s", flush=True)
         lock = threading.Lock() if serialize else None  # the text client waits for the same lock
-        mixed = phase(server.http_port, [*heavy_specs, (text, args.text_interval_s)], args.duration_s,
+        mixed = phase(server, [*heavy_specs, (text, args.text_interval_s)], args.duration_s,
                       serialize=serialize, shared=lock, text_priority=args.text_priority, offset=2 * offset)
         record["mixed"] = {"text": mixed.stats("text"), "heavy": heavy_summary(mixed, args.heavy_list),
                            "errors": len(mixed.errors), "first_error": mixed.errors[0] if mixed.errors else None}
@@ -208,7 +209,7 @@ def run_config(args: argparse.Namespace, name: str, payloads: dict[InputKind, Pa
               f"{record['mixed']['heavy']['items_per_s']:.3f} items/s", flush=True)
         record["per_kind"] = []
         for kind in args.kind_list:
-            samples = phase(server.http_port, [(payloads[kind], 0.0)] * args.concurrency, args.duration_s,
+            samples = phase(server, [(payloads[kind], 0.0)] * args.concurrency, args.duration_s,
                             serialize=serialize, offset=3 * offset)
             row = {"kind": kind.value, "concurrency": args.concurrency, **samples.stats(kind.value),
                    "errors": len(samples.errors)}
@@ -219,9 +220,9 @@ def run_config(args: argparse.Namespace, name: str, payloads: dict[InputKind, Pa
     return record
 
 
-def first_requests(port: int, kinds: list[Payloads], repeats: int = 6) -> list[dict[str, Any]]:
+def first_requests(server: ServerProcess, kinds: list[Payloads], repeats: int = 6) -> list[dict[str, Any]]:
     """Each kind once right away, then `repeats - 1` more: (first, median of the rest) in ms."""
-    client = HttpClient(port, 3600)
+    client = HttpClient(server.http_port, 3600, server.access)
     rows = []
     try:
         for payloads in kinds:
@@ -277,7 +278,7 @@ def block_seconds(record: dict[str, Any], args: argparse.Namespace) -> float | N
         if kind is InputKind.TEXT:
             continue
         blocks = getattr(config, f"{kind.encoder}_num_blocks")
-        estimates.append(row["next_median_ms"] / 1000 / ROWS.get(kind.value, 1) / (blocks + 2))
+        estimates.append(row["next_median_ms"] / 1000 / kind.facts.rows_per_item / (blocks + 2))
     return max(estimates) if estimates else None
 
 
@@ -338,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     payloads = {kind: Payloads.generate(kind) for kind in kinds}
     record: dict[str, Any] = {"hardware": hardware(args.device), "started": stamp, "mode": "mixed",
                               "settings": {k: v for k, v in vars(args).items()
-                                           if k not in ("heavy_list", "kind_list", "config_list", "out")},
+                                           if k not in ("heavy_list", "kind_list", "config_list", "out", "api_key",
+                                                        "access")},
+                              "security": args.access.describe(),
                               "inputs": {k.value: p.describe() for k, p in payloads.items()}, "configs": []}
     began = time.monotonic()
     for name in args.config_list:

@@ -71,12 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"a smoke run: {', '.join(f'{k}={v}' for k, v in QUICK.items())} unless given")
     parser.add_argument("--server-arg", action="append", default=[], metavar="FLAG",
                         help="extra flag for both servers (repeat; e.g. --server-arg=--torch-threads=2)")
-    parser.add_argument("--api-key", default=os.environ.get("IMAGEBIND_BENCH_API_KEY") or None,
-                        help="run the servers with this API key and send it (HTTP Basic as Weaviate does, gRPC "
-                             "Bearer), to measure what authentication costs [env IMAGEBIND_BENCH_API_KEY]")
-    parser.add_argument("--tls-cert-file", help="run the servers with TLS (with --tls-key-file and --ca-file)")
-    parser.add_argument("--tls-key-file", help="the certificate's private key")
-    parser.add_argument("--ca-file", help="the CA the clients verify the servers' certificate with")
+    Access.add_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where JSON, PNG and logs go")
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else {"kinds": "text,image,audio,video", "concurrency": "1,8,16",
@@ -92,9 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 [d.strip() for d in args.baseline_dtypes.split(",") if d.strip()])
     if not set(args.transport_list) <= {"http", "grpc"}:
         parser.error("--transports: http and/or grpc")
-    if bool(args.tls_cert_file) != bool(args.tls_key_file):
-        parser.error("--tls-cert-file and --tls-key-file go together")
-    args.access = Access(args.api_key, args.tls_cert_file, args.tls_key_file, args.ca_file)
+    args.access = Access.of(parser, args)
     return args
 
 
@@ -164,7 +157,7 @@ def run_load(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
                                            if k not in ("kind_list", "concurrency_list", "dtype_list",
                                                         "transport_list", "baseline_dtype_list", "out", "api_key",
                                                         "access")},
-                              "security": {"api_key": bool(args.api_key), "tls": args.access.tls},
+                              "security": args.access.describe(),
                               "baseline_flags": list(BASELINE_FLAGS), "inputs": {k.value: p.describe()
                                                                                  for k, p in payloads.items()},
                               "text_tokens_trimmed": trimmed_tokens, "matmul_gflops": {}, "servers": [], "levels": [],

@@ -4,6 +4,7 @@ start it on free ports, time it to ready, read its peak memory, stop it with SIG
 
 from __future__ import annotations
 
+import argparse
 import base64
 import http.client
 import json
@@ -50,6 +51,22 @@ class Access:
     tls_key_file: str | None = None
     ca_file: str | None = None
 
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        """The flags every harness that starts servers takes; `Access.of(parser, args)` reads them."""
+        parser.add_argument("--api-key", default=os.environ.get("IMAGEBIND_BENCH_API_KEY") or None,
+                            help="run the servers with this API key and send it (HTTP Basic as Weaviate does, gRPC "
+                                 "Bearer), to measure what authentication costs [env IMAGEBIND_BENCH_API_KEY]")
+        parser.add_argument("--tls-cert-file", help="run the servers with TLS (with --tls-key-file and --ca-file)")
+        parser.add_argument("--tls-key-file", help="the certificate's private key")
+        parser.add_argument("--ca-file", help="the CA the clients verify the servers' certificate with")
+
+    @classmethod
+    def of(cls, parser: argparse.ArgumentParser, args: argparse.Namespace) -> Access:
+        if bool(args.tls_cert_file) != bool(args.tls_key_file):
+            parser.error("--tls-cert-file and --tls-key-file go together")
+        return cls(args.api_key, args.tls_cert_file, args.tls_key_file, args.ca_file)
+
     def server_env(self) -> dict[str, str]:
         """For the server's environment (not its command line, which other users can read)."""
         env = {"IMAGEBIND_API_KEYS": self.api_key} if self.api_key else {}
@@ -60,6 +77,10 @@ class Access:
     @property
     def tls(self) -> bool:
         return bool(self.tls_cert_file)
+
+    def describe(self) -> dict[str, bool]:
+        """For a results record: whether a key and TLS were used (never the key)."""
+        return {"api_key": bool(self.api_key), "tls": self.tls}
 
     def http_connection(self, port: int, timeout: float) -> http.client.HTTPConnection:
         if self.tls:

@@ -72,14 +72,23 @@ def test_bench_against_a_server_with_a_key_and_tls(tiny_config_path: Path, tmp_p
 def test_mixed_load_scenario_runs_end_to_end(tiny_config_path: Path, tmp_path: Path) -> None:
     """`python -m bench.mixed` on the tiny model: every phase answers without errors and the summary
     compares what it promises to compare (text idle vs loaded, heavy alone vs with queries, per kind
-    against the reference, first requests)."""
+    against the reference, first requests). Run against servers with a key and TLS, as bench.run can:
+    every client reaches them, and the record says so without the key."""
     from bench.mixed import main as mixed
+    from tests.certs import TestCA
 
+    ca = TestCA()
+    cert, key = ca.server().write(tmp_path / "pki", "server")
+    api_key = "bench-key-0123456789abcdef"
     assert mixed(["--model-config", str(tiny_config_path), "--heavy", "image", "--heavy-clients", "2",
                   "--kinds", "image", "--concurrency", "2", "--duration-s", "0.5", "--text-interval-s", "0.05",
-                  "--configs", "scheduled,reference", "--out", str(tmp_path)]) == 0
+                  "--configs", "scheduled,reference", "--api-key", api_key, "--tls-cert-file", str(cert),
+                  "--tls-key-file", str(key), "--ca-file", str(ca.write(tmp_path / "pki" / "ca.pem")),
+                  "--out", str(tmp_path)]) == 0
     [result] = tmp_path.glob("mixed-*.json")
-    record = json.loads(result.read_text())
+    text = result.read_text()
+    record = json.loads(text)
+    assert record["security"] == {"api_key": True, "tls": True} and api_key not in text
     configs = {c["config"]: c for c in record["configs"]}
     assert set(configs) == {"scheduled", "reference"}
     for config in configs.values():
