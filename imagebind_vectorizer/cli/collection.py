@@ -132,15 +132,16 @@ def run_show(args: argparse.Namespace) -> int:
 def _create_moments(args: argparse.Namespace) -> int:
     from imagebind_vectorizer.settings import ConnectionSettings
     from imagebind_vectorizer.weaviate.client import connect_from_args
+    from imagebind_vectorizer.weaviate.collections import create_collection
     from imagebind_vectorizer.weaviate.errors import SchemaError
-    from imagebind_vectorizer.weaviate.moments import MOMENT_VECTOR, create_moments_collection, make_moments_spec
+    from imagebind_vectorizer.weaviate.moments import MOMENT_VECTOR, make_moments_spec
 
     if args.named_vector or args.weights:
         raise SchemaError("--moments collections have one vector, 'moment'; --named-vector and --weights do not apply")
     spec = make_moments_spec(args.name, properties=args.property, description=args.description)
     client = connect_from_args(args)
     try:
-        collection = create_moments_collection(client, spec, replace=args.replace)
+        collection = create_collection(client, spec, replace=args.replace)
     finally:
         client.close()
     print(f"created moment collection {collection.name} at {ConnectionSettings.load(args).weaviate_url}")

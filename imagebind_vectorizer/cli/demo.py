@@ -209,13 +209,9 @@ def _moments(client: object, server: object, name: str, tmp: Path, random: bool,
     from imagebind_vectorizer.client.segments import SegmentClient
     from imagebind_vectorizer.errors import ImageBindError
     from imagebind_vectorizer.moments import WindowSpec
+    from imagebind_vectorizer.weaviate.collections import create_collection
     from imagebind_vectorizer.weaviate.ingest.moments import format_moments_report, ingest_moments
-    from imagebind_vectorizer.weaviate.moments import (
-        create_moments_collection,
-        format_moments,
-        make_moments_spec,
-        search_moments,
-    )
+    from imagebind_vectorizer.weaviate.moments import format_moments, make_moments_spec, search_moments
     from imagebind_vectorizer.weaviate.search import QueryInput
 
     note = "   [random weights: rankings are meaningless]" if random else ""
@@ -226,7 +222,7 @@ def _moments(client: object, server: object, name: str, tmp: Path, random: bool,
     say(f"\n== moments: a {RECORDING_SECONDS:g}-second recording with {placed}, in 10-second segments{note}")
     try:
         with step(f"creating moment collection {name}", show):
-            collection = create_moments_collection(client, make_moments_spec(name), replace=True)  # type: ignore[arg-type]
+            collection = create_collection(client, make_moments_spec(name), replace=True)  # type: ignore[arg-type]
         say("-- ingesting it as segments (VectorizeSegments)")
         with SegmentClient(server.grpc_address) as segments:  # type: ignore[attr-defined]
             report = ingest_moments(collection, folder, segments, spec=WindowSpec(10.0),

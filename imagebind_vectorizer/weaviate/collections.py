@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from imagebind_vectorizer.kinds import WEAVIATE_KIND_ORDER, InputKind
 from imagebind_vectorizer.weaviate.client import weaviate_errors
@@ -172,11 +172,7 @@ class CollectionSpec:
             Property(name="format", data_type=DataType.TEXT, tokenization=Tokenization.FIELD,
                      description="detected file format(s)"),
         ]
-        for name, type_name in self.properties:
-            data_type = DataType[PROPERTY_TYPES[type_name]]
-            searchable = data_type in (DataType.TEXT, DataType.TEXT_ARRAY)
-            props.append(Property(name=name, data_type=data_type, index_filterable=True,
-                                  index_searchable=searchable if searchable else None))
+        props += [user_property(name, type_name) for name, type_name in self.properties]
         vectors = [
             Configure.Vectors.custom(
                 name=vector.name, module_name=MODULE, module_config=vector.module_config(),
@@ -184,6 +180,16 @@ class CollectionSpec:
             for vector in self.vectors
         ]
         return {"name": self.name, "description": self.description, "properties": props, "vector_config": vectors}
+
+
+def user_property(name: str, type_name: str) -> Any:
+    """A user metadata property (`name:type`, type a PROPERTY_TYPES key): filterable, text also searchable."""
+    from weaviate.classes.config import DataType, Property
+
+    data_type = DataType[PROPERTY_TYPES[type_name]]
+    searchable = data_type in (DataType.TEXT, DataType.TEXT_ARRAY)
+    return Property(name=name, data_type=data_type, index_filterable=True,
+                    index_searchable=searchable if searchable else None)
 
 
 # Parsing the CLI spellings -----------------------------------------------------------------------
@@ -240,7 +246,18 @@ def make_spec(name: str, *, named_vectors: Sequence[str] = (), weights: str | Ma
 
 
 # Server side -------------------------------------------------------------------------------------
-def create_collection(client: weaviate.WeaviateClient, spec: CollectionSpec, *, replace: bool = False) -> Collection:
+class Creatable(Protocol):
+    """What `create_collection` needs of a collection's description: CollectionSpec, or a moment
+    collection's MomentsSpec (weaviate/moments.py)."""
+
+    name: str
+
+    def validate(self) -> None: ...
+
+    def create_arguments(self) -> dict[str, Any]: ...
+
+
+def create_collection(client: weaviate.WeaviateClient, spec: Creatable, *, replace: bool = False) -> Collection:
     spec.validate()
     with weaviate_errors(f"creating collection {spec.name}"):
         if client.collections.exists(spec.name):

@@ -36,17 +36,16 @@ from imagebind_vectorizer.moments import WindowSpec, settings_digest
 from imagebind_vectorizer.weaviate.client import weaviate_errors
 from imagebind_vectorizer.weaviate.collections import (
     MODULE,
-    PROPERTY_TYPES,
     TEXT_PROPERTIES,
     CollectionInfo,
     describe,
     parse_property,
+    user_property,
 )
 from imagebind_vectorizer.weaviate.errors import QueryError, SchemaError
 from imagebind_vectorizer.weaviate.search import QueryInput, parse_where
 
 if TYPE_CHECKING:
-    import weaviate
     from weaviate.collections import Collection
 
 MOMENT_VECTOR = "moment"
@@ -99,11 +98,7 @@ class MomentsSpec:
             props.append(Property(name=name, data_type=DataType[type_name], index_filterable=True,
                                   tokenization=Tokenization.FIELD if text else None,
                                   index_range_filters=type_name in ("NUMBER", "INT") or None))
-        for name, type_name in self.properties:
-            data_type = DataType[PROPERTY_TYPES[type_name]]
-            searchable = data_type in (DataType.TEXT, DataType.TEXT_ARRAY)
-            props.append(Property(name=name, data_type=data_type, index_filterable=True,
-                                  index_searchable=searchable if searchable else None))
+        props += [user_property(name, type_name) for name, type_name in self.properties]
         vector = Configure.Vectors.custom(
             name=MOMENT_VECTOR, module_name=MODULE,
             module_config={key: [prop] for key, prop in MODULE_FIELDS.items()},
@@ -116,17 +111,6 @@ def make_moments_spec(name: str, *, properties: Sequence[str] = (), description:
     spec = MomentsSpec(name, [parse_property(p) for p in properties], description)
     spec.validate()
     return spec
-
-
-def create_moments_collection(client: weaviate.WeaviateClient, spec: MomentsSpec, *,
-                              replace: bool = False) -> Collection:
-    spec.validate()
-    with weaviate_errors(f"creating collection {spec.name}"):
-        if client.collections.exists(spec.name):
-            if not replace:
-                raise SchemaError(f"collection {spec.name} already exists (delete it first, or use another name)")
-            client.collections.delete(spec.name)
-        return client.collections.create(**spec.create_arguments())
 
 
 def is_moments(info: CollectionInfo) -> bool:

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from imagebind_vectorizer.kinds import InputKind
-from imagebind_vectorizer.weaviate.collections import get_collection
-from imagebind_vectorizer.weaviate.moments import create_moments_collection, make_moments_spec, search_moments
+from imagebind_vectorizer.weaviate.collections import create_collection, get_collection
+from imagebind_vectorizer.weaviate.moments import make_moments_spec, search_moments
 from imagebind_vectorizer.weaviate.search import QueryInput
 from tests import media
 from tests.e2e.support import subprocess_env
@@ -68,7 +68,7 @@ def moments(client, weaviate_server, vectorizer, recordings: Path):
     name = "E2eMoments"
     if client.collections.exists(name):
         client.collections.delete(name)
-    create_moments_collection(client, make_moments_spec(name, properties=["speaker:text"]))
+    create_collection(client, make_moments_spec(name, properties=["speaker:text"]))
     result = _ingest(weaviate_server, vectorizer, recordings, name)
     assert result.returncode == 0, result.stdout + result.stderr
     yield get_collection(client, name), result.stdout
@@ -167,7 +167,7 @@ def test_sigkill_midway_then_rerun_leaves_every_segment_exactly_once(client, wea
     folder.mkdir()
     seconds = 900.0
     (folder / "night.wav").write_bytes(media.wav_bytes(media.window_tone(seconds, 16000, 10.0, seed=31), 16000))
-    collection = create_moments_collection(client, make_moments_spec(collection_name))
+    collection = create_collection(client, make_moments_spec(collection_name))
     argv = [sys.executable, "-m", "imagebind_vectorizer", "ingest", str(folder), "--collection", collection_name,
             "--segments", "10s", "--batch-size", "2", "--no-progress", "--weaviate-url", weaviate_server.url,
             "--weaviate-grpc-port", str(weaviate_server.grpc_port), "--server-grpc", vectorizer.grpc_address]
@@ -210,7 +210,7 @@ def test_a_corrupted_stretch_is_reported_and_the_rest_lands(client, weaviate_ser
     broken[start:start + length] = np.random.default_rng(9).integers(0, 256, length, dtype=np.uint8).tobytes()
     (folder / "storm.ogg").write_bytes(bytes(broken))
     (folder / "empty.wav").write_bytes(b"")
-    collection = create_moments_collection(client, make_moments_spec(collection_name))
+    collection = create_collection(client, make_moments_spec(collection_name))
     result = _ingest(weaviate_server, vectorizer, folder, collection_name)
     assert result.returncode == 1, result.stdout + result.stderr
     problems = [line for line in result.stdout.splitlines() if line.startswith("  storm.ogg:")]
