@@ -4,9 +4,11 @@ the very server (and model) that Weaviate's near* queries go through."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import grpc
 import numpy as np
@@ -55,30 +57,36 @@ class SegmentClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def segments(self, path: str | os.PathLike[str], kind: InputKind, spec: WindowSpec | None = None, *,
-                 first_index: int = 0, item_id: str = "") -> Iterator[Segment]:
-        """The file's segments in order (from `first_index`). Raises InputError (with the server's
-        message, after the segments that did come) when the file is refused or breaks off,
-        OverloadedError when the server runs its most segment streams, NotReadyError when the
-        server cannot be reached or is not ready, ImageBindError for any other failure of the call."""
-        path = Path(path)
-        options = pb.SegmentOptions(modality=_MODALITY[kind], total_bytes=path.stat().st_size,
-                                    first_index=first_index, encoding=pb.VECTOR_ENCODING_FLOAT32_LE, id=item_id)
-        if spec is not None:
-            options.window_seconds, options.overlap_seconds = spec.seconds, spec.overlap
+    def segments(self, source: str | os.PathLike[str] | BinaryIO, kind: InputKind, spec: WindowSpec | None = None,
+                 *, first_index: int = 0, item_id: str = "") -> Iterator[Segment]:
+        """The file's segments in order (from `first_index`); `source` is a path or a seekable binary
+        file (read from its start). Raises InputError (with the server's message, after the segments
+        that did come) when the file is refused or breaks off, OverloadedError when the server runs
+        its most segment streams, NotReadyError when the server cannot be reached or is not ready,
+        ImageBindError for any other failure of the call."""
+        with contextlib.ExitStack() as owned:
+            handle = owned.enter_context(Path(source).open("rb")) if isinstance(source, str | os.PathLike) \
+                else source
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(0)
+            options = pb.SegmentOptions(modality=_MODALITY[kind], total_bytes=size, first_index=first_index,
+                                        encoding=pb.VECTOR_ENCODING_FLOAT32_LE, id=item_id)
+            if spec is not None:
+                options.window_seconds, options.overlap_seconds = spec.seconds, spec.overlap
+            yield from self._stream(handle, options)
 
+    def _stream(self, handle: BinaryIO, options: pb.SegmentOptions) -> Iterator[Segment]:
         def upload() -> Iterator[pb.VectorizeSegmentsRequest]:
-            with path.open("rb") as handle:
-                first = True
-                while True:
-                    chunk = handle.read(CHUNK_BYTES)
-                    if not chunk and not first:
-                        return
-                    request = pb.VectorizeSegmentsRequest(chunk=chunk)
-                    if first:
-                        request.options.CopyFrom(options)
-                    yield request
-                    first = False
+            first = True
+            while True:
+                chunk = handle.read(CHUNK_BYTES)
+                if not chunk and not first:
+                    return
+                request = pb.VectorizeSegmentsRequest(chunk=chunk)
+                if first:
+                    request.options.CopyFrom(options)
+                yield request
+                first = False
 
         call = self._stub.VectorizeSegments(upload(), timeout=self.timeout_s, metadata=self._metadata)
         try:

@@ -220,3 +220,39 @@ def test_a_corrupted_stretch_is_reported_and_the_rest_lands(client, weaviate_ser
     assert count(collection) == 6 - damaged
     stored = {o.properties["segment"] for o in collection.iterator(return_properties=["segment"])}
     assert {0, 5} <= stored  # before and after the damage
+
+
+def test_a_file_swapped_for_a_link_out_of_the_folder_after_its_check_is_not_streamed(
+        client, vectorizer, tmp_path: Path, collection_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder may change while the ingest runs. A file is checked, hashed and streamed through
+    the one handle opened: replaced meanwhile by a link to a file outside the folder, it is still
+    the file inside that is stored (the path was opened again for the stream, so the outside file's
+    segments went to Weaviate under the inside file's name and hash)."""
+    import hashlib
+
+    from imagebind_vectorizer.client.segments import SegmentClient
+    from imagebind_vectorizer.moments import WindowSpec
+    from imagebind_vectorizer.weaviate.ingest import moments as ingest
+
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    inside = media.wav_bytes(media.window_tone(30.0, 16000, 10.0, seed=51), 16000)
+    (folder / "talk.wav").write_bytes(inside)
+    secret = tmp_path / "private.wav"
+    secret.write_bytes(media.wav_bytes(media.window_tone(60.0, 16000, 10.0, seed=52), 16000))
+    collection = create_moments_collection(client, make_moments_spec(collection_name))
+    look_up = ingest.stored_windows
+
+    def swapped_first(*args: object) -> object:  # runs after the file's checks, before its stream
+        (folder / "talk.wav").unlink()
+        (folder / "talk.wav").symlink_to(secret)
+        return look_up(*args)
+
+    monkeypatch.setattr(ingest, "stored_windows", swapped_first)
+    with SegmentClient(vectorizer.grpc_address) as server:
+        report = ingest.ingest_moments(collection, folder, server, spec=WindowSpec(10.0),
+                                       profile=server.preprocessing(), progress=False)
+    assert report.ok, report
+    stored = [o.properties for o in collection.iterator(return_properties=["segment", "sha256", "source"])]
+    assert sorted(p["segment"] for p in stored) == [0, 1, 2], "the 30-s file's windows, not the 60-s outsider's"
+    assert {(p["sha256"], p["source"]) for p in stored} == {(hashlib.sha256(inside).hexdigest(), "talk.wav")}

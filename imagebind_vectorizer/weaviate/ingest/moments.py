@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from imagebind_vectorizer.client.segments import SegmentClient
 from imagebind_vectorizer.errors import ImageBindError, InputError
@@ -57,8 +57,11 @@ class MomentsReport:
 
 @dataclass
 class _File:
+    """A file to segment, open: its bytes are hashed and streamed from this one handle, so what is
+    stored under its sha256 is what was sent, whatever happens to the folder meanwhile."""
+
     planned: PlannedObject
-    path: Path
+    handle: BinaryIO
     rel: str
     kind: InputKind
     sha256: str
@@ -100,15 +103,16 @@ def ingest_moments(collection: Collection, root: Path, server: SegmentClient, *,
                 report.failed.append(problem := Problem(item.label, str(exc)))
                 notify(problem)
                 continue
-            if source.sha256 in seen:
-                report.skipped.append(Problem(source.rel, f"same content as {seen[source.sha256]}"))
-                continue
-            seen[source.sha256] = source.rel
-            try:
-                _ingest_file(collection, server, source, spec, key, batch_size, report, notify)
-            except _Abort as stop:
-                report.aborted = str(stop)
-                break
+            with source.handle:
+                if source.sha256 in seen:
+                    report.skipped.append(Problem(source.rel, f"same content as {seen[source.sha256]}"))
+                    continue
+                seen[source.sha256] = source.rel
+                try:
+                    _ingest_file(collection, server, source, spec, key, batch_size, report, notify)
+                except _Abort as stop:
+                    report.aborted = str(stop)
+                    break
     return report
 
 
@@ -125,47 +129,51 @@ def _identify(item: PlannedObject, property_types: dict[str, str], segment_over:
         raise WeaviateSideError("groups are not segmented: give each recording its own file")
     source = item.files[0]
     try:
-        source.check_confined()
-        with source.path.open("rb") as handle:
-            head = handle.read(SNIFF_BYTES)
+        handle = source.open()
     except OSError as exc:
         raise WeaviateSideError(f"cannot read: {exc.strerror or exc}") from None
-    if not head:
-        raise WeaviateSideError("empty file (0 bytes)")
-    detected = sniff(head)
     try:
-        kind = resolve_kind(detected, source.hint)
-    except WeaviateSideError as exc:
-        raise _Skip(f"not segmented: {exc}") from None
-    if kind not in PARTS:
-        raise _Skip(f"not segmented: a {kind.value} file (only audio and video become moments)")
-    if segment_over is not None:
-        seconds = _duration(source.path)
-        if seconds is not None and seconds <= segment_over:
-            raise _Skip(f"not segmented: {seconds:.1f} s long, not over --segment-over {segment_over:g} s")
-    metadata = {k: convert_value(v, property_types.get(k), k) for k, v in item.metadata.items()}
-    unknown = [k for k in metadata if k not in property_types]
-    if unknown:
-        raise WeaviateSideError(f"metadata {', '.join(sorted(unknown))} has no property in the collection; create it "
-                                "with --property NAME:TYPE")
-    return _File(item, source.path, source.rel, kind, _sha256(source.path), metadata)
+        head = handle.read(SNIFF_BYTES)
+        if not head:
+            raise WeaviateSideError("empty file (0 bytes)")
+        detected = sniff(head)
+        try:
+            kind = resolve_kind(detected, source.hint)
+        except WeaviateSideError as exc:
+            raise _Skip(f"not segmented: {exc}") from None
+        if kind not in PARTS:
+            raise _Skip(f"not segmented: a {kind.value} file (only audio and video become moments)")
+        if segment_over is not None:
+            seconds = _duration(handle)
+            if seconds is not None and seconds <= segment_over:
+                raise _Skip(f"not segmented: {seconds:.1f} s long, not over --segment-over {segment_over:g} s")
+        metadata = {k: convert_value(v, property_types.get(k), k) for k, v in item.metadata.items()}
+        unknown = [k for k in metadata if k not in property_types]
+        if unknown:
+            raise WeaviateSideError(f"metadata {', '.join(sorted(unknown))} has no property in the collection; "
+                                    "create it with --property NAME:TYPE")
+        return _File(item, handle, source.rel, kind, _sha256(handle), metadata)
+    except BaseException:
+        handle.close()
+        raise
 
 
-def _duration(path: Path) -> float | None:
+def _duration(handle: BinaryIO) -> float | None:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        handle.seek(0)
+        with av.open(handle) as container:
             return container.duration / av.time_base if container.duration is not None else None
     except Exception:
         return None  # the server will say what is wrong with it
 
 
-def _sha256(path: Path) -> str:
+def _sha256(handle: BinaryIO) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    handle.seek(0)
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
 
 
@@ -230,7 +238,7 @@ def _ingest_file(collection: Collection, server: SegmentClient, source: _File, s
         pending = []
 
     try:
-        for segment in server.segments(source.path, source.kind, spec, first_index=first_missing,
+        for segment in server.segments(source.handle, source.kind, spec, first_index=first_missing,
                                        item_id=source.rel):
             if previous is not None:
                 pending += _objects(previous, source, spec, key, last=False, problems=problems)

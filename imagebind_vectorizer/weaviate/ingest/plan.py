@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.weaviate.collections import BOOKKEEPING_PROPERTIES, MEDIA_PROPERTIES
@@ -41,15 +41,26 @@ class SourceFile:
     #: the folder the file must stay inside when read (None: symbolic links are followed anywhere)
     confined_to: Path | None = None
 
-    def check_confined(self) -> None:
-        """Raise OSError if the file now leads out of its folder (the folder may have changed since
-        planning); call right before reading it."""
-        if self.confined_to is not None and outside(self.path, self.confined_to):
-            raise OSError(f"it became a symbolic link out of {self.confined_to}")
+    def open(self) -> BinaryIO:
+        """The file, opened for reading. The folder may have changed since planning: what was opened
+        is checked after the opening (the file the resolved path names now, inside the folder, must be
+        the very file opened), so a link swapped in or out around the check cannot slip an outside
+        file through. Raises OSError if the file leads out of its folder."""
+        handle = self.path.open("rb")
+        try:
+            if self.confined_to is not None:
+                real = self.path.resolve()
+                if not real.is_relative_to(self.confined_to.resolve()) or \
+                        not os.path.samestat(os.fstat(handle.fileno()), real.stat()):
+                    raise OSError(f"it became a symbolic link out of {self.confined_to}")
+        except BaseException:
+            handle.close()
+            raise
+        return handle
 
     def read_bytes(self) -> bytes:
-        self.check_confined()
-        return self.path.read_bytes()
+        with self.open() as handle:
+            return handle.read()
 
 
 @dataclass
