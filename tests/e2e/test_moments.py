@@ -240,7 +240,7 @@ def test_a_file_swapped_for_a_link_out_of_the_folder_after_its_check_is_not_stre
     (folder / "talk.wav").write_bytes(inside)
     secret = tmp_path / "private.wav"
     secret.write_bytes(media.wav_bytes(media.window_tone(60.0, 16000, 10.0, seed=52), 16000))
-    collection = create_moments_collection(client, make_moments_spec(collection_name))
+    collection = create_collection(client, make_moments_spec(collection_name))
     look_up = ingest.stored_windows
 
     def swapped_first(*args: object) -> object:  # runs after the file's checks, before its stream
