@@ -94,6 +94,7 @@ class Engine:
             self.metrics.expected_wait.labels(kind.value).set_function(
                 lambda kind=kind: self.expected_wait(kind) if self.ready else 0.0)
             self.metrics.model_cost.labels(kind.value).set_function(lambda kind=kind: self.costs.row_seconds(kind))
+        self.metrics.pace.set_function(lambda: self.scheduler.pace)
 
     # Life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -123,7 +123,7 @@ class ModelThread:
                 continue
             with self.lock:
                 self.scheduler.stepped(task, took, task.forward.done_steps / task.forward.steps)
-                complete = self.scheduler.finish(task, outputs) if outputs is not None else []
+                complete = self.scheduler.finish(task, outputs, self._clock()) if outputs is not None else []
             if outputs is not None:
                 self._metrics.stage_seconds.labels(str(task.kind), "forward").observe(task.seconds)
             for job in complete:

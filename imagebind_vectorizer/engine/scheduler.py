@@ -18,6 +18,13 @@ Admission. A request is admitted when every item's expected completion (the work
 plus its own) fits `budget_s`; an item that alone takes longer is admitted only with nothing due
 before it. `max_rows` per kind bounds the memory held by preprocessed inputs.
 
+Pace. Expected times are the model's own compute; a job's real time from admission to its last row
+also holds its upload and preprocessing, the hand-offs between steps, whatever else runs on the same
+cores (the event loop, decoders, other processes) and cheaper work admitted after it that went
+ahead. So each finished job's real time over the time predicted at its admission feeds a running
+mean, the *pace*, that scales every prediction admission compares with the budget (without it,
+images offered at 4x capacity on a 2-core VM were admitted with a p99 of 51 s for a 40-s budget).
+
 Callers that leave (disconnect, cancel, deadline) are `drop`ped at once: their rows leave the
 queue, and a batch whose items are all gone is abandoned at its next step."""
 
@@ -57,6 +64,12 @@ PRIORITY_KEY = "x-imagebind-priority"
 STRETCH = {Priority.QUERY: 1.0, Priority.DEFAULT: 10.0, Priority.BULK: 100.0}
 #: forwards open at once (a paused forward keeps its activations in memory)
 MAX_OPEN_TASKS = 4
+#: weight of the newest finished job in the running pace
+PACE_ALPHA = 0.2
+#: jobs predicted shorter than this say too little about the pace (timer and hand-off noise)
+PACE_MIN_PREDICTED_S = 0.5
+#: the pace's bounds: one job that waited on a stalled upload must not close admission
+PACE_BOUNDS = (0.5, 4.0)
 
 
 @dataclass(eq=False)
@@ -70,6 +83,7 @@ class Job:
     admitted: float
     due: float
     cost: float  # expected seconds of its own forward passes, when admitted
+    predicted: float = 0.0  # expected seconds from admission to its last row (before the pace)
     inputs: Any = None  # the (rows, ...) model input once preprocessed
     queued_at: float | None = None
     handed: int = 0  # rows given to tasks
@@ -130,6 +144,7 @@ class Scheduler:
         self._tasks: list[Task] = []  # open model calls, oldest first
         self._current: Task | None = None
         self._live_jobs = 0
+        self.pace = 1.0  # a job's real time over its prediction, running mean (see Pace above)
 
     # State ------------------------------------------------------------------------------------
     @property
@@ -163,7 +178,7 @@ class Scheduler:
     def expected_wait(self, kind: Hashable, priority: Priority, now: float, rows: int = 1) -> float:
         """Expected seconds until an item of `kind` admitted now would be computed."""
         cost = self.item_cost(kind, rows)
-        return self.work_before(now + STRETCH[priority] * cost) + cost
+        return (self.work_before(now + STRETCH[priority] * cost) + cost) * self.pace
 
     # Admission --------------------------------------------------------------------------------
     def admit(self, items: Sequence[tuple[Hashable, int]], priority: Priority, now: float) -> list[Job]:
@@ -197,21 +212,17 @@ class Scheduler:
         for kind, rows in items:
             cost = self.item_cost(kind, rows)
             jobs.append(Job(kind, rows, priority, now, now + stretch * cost, cost))
-        if not self.idle:
-            self._check_budget(jobs)
-        return jobs
-
-    def _check_budget(self, jobs: list[Job]) -> None:
-        ordered = sorted(jobs, key=lambda j: j.due)
         own = 0.0
-        for job in ordered:
+        for job in sorted(jobs, key=lambda j: j.due):
             own += job.cost
-            before = self.work_before(job.due)
-            completion = before + own
-            if completion > max(self.budget_s, own):  # alone over the budget: only with nothing before it
+            job.predicted = self.work_before(job.due) + own
+            completion, alone = job.predicted * self.pace, own * self.pace
+            # alone over the budget: admitted only with nothing before it
+            if not self.idle and completion > max(self.budget_s, alone):
                 raise OverloadedError(
                     f"the {job.kind} queue is full: this request would complete in about {completion:.1f} s, "
                     f"over the queue time budget of {self.budget_s:g} s; retry later")
+        return jobs
 
     # Life of a job ----------------------------------------------------------------------------
     def ready(self, job: Job, inputs: Any, now: float) -> None:
@@ -304,9 +315,10 @@ class Scheduler:
         task.seconds += seconds
         task.progress = progress
 
-    def finish(self, task: Task, outputs: Any) -> list[Job]:
-        """The task's call finished with (rows, ...) `outputs` in batch order: learn its cost, hand
-        each job its rows. Returns the jobs now complete (every row computed, caller still there)."""
+    def finish(self, task: Task, outputs: Any, now: float) -> list[Job]:
+        """The task's call finished at `now` with (rows, ...) `outputs` in batch order: learn its
+        cost, hand each job its rows, learn the pace from the jobs now complete. Returns those
+        (every row computed, caller still there)."""
         self.costs.observe(task.kind, task.rows, task.seconds)
         self._close(task)
         complete = []
@@ -320,8 +332,16 @@ class Scheduler:
                     complete.append(job)
             offset += count
         for job in complete:
+            self._learn_pace(job, now)
             self._retire(job)
         return complete
+
+    def _learn_pace(self, job: Job, now: float) -> None:
+        if job.predicted < PACE_MIN_PREDICTED_S:
+            return
+        low, high = PACE_BOUNDS
+        ratio = min(max((now - job.admitted) / job.predicted, low), high)
+        self.pace += PACE_ALPHA * (ratio - self.pace)
 
     def fail(self, task: Task) -> list[Job]:
         """The task's call raised: its live jobs fail with it (returned, and forgotten here)."""

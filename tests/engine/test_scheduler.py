@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from imagebind_vectorizer.engine.costs import CostModel
-from imagebind_vectorizer.engine.scheduler import STRETCH, Job, Priority, Scheduler, Task
+from imagebind_vectorizer.engine.scheduler import PACE_ALPHA, PACE_BOUNDS, STRETCH, Job, Priority, Scheduler, Task
 from imagebind_vectorizer.errors import InputError, OverloadedError
 
 TEXT_S, IMAGE_S = 0.05, 3.0  # seconds per row, at batch 1
@@ -76,7 +76,7 @@ class ModelThread:
         self.steps.append(task)
         if task.forward == STEPS:
             outputs = Rows([label for rows in task.inputs() for label in rows.labels])
-            for job in self.s.finish(task, outputs):
+            for job in self.s.finish(task, outputs, self.now):
                 self.finished.append((self.now, job))
         return task
 
@@ -228,6 +228,51 @@ def test_admission_counts_forward_passes_per_item_against_the_row_bound() -> Non
         s.admit([("audio", 3)], Priority.DEFAULT, 0.0)
     with pytest.raises(OverloadedError, match="audio queue is full \\(30 of 32"):
         s.admit([("audio", 3)], Priority.DEFAULT, 0.0)
+
+
+class SharedCores(ModelThread):
+    """Each step also loses as much time again outside the model's own timing (the event loop,
+    decoders and other processes on the same cores): the cost model cannot see it."""
+
+    def step(self) -> Task | None:
+        before = self.now
+        task = super().step()
+        self.now += self.now - before
+        return task
+
+
+def test_admission_learns_the_pace_of_real_time_over_predicted_time() -> None:
+    """Images that take twice the model time the cost model measures make the pace approach 2,
+    and admission then holds half as many: an item admitted last still completes within the
+    budget. Short jobs teach nothing; one extreme job moves the pace by at most its bounded share."""
+    s = scheduler()
+    thread = SharedCores(s)
+    for _ in range(8):  # five images queued at a time: the k-th predicted 3k s, real nearly 6k s
+        for _ in range(5):
+            admit(s, "image", thread.now)
+        thread.run_until_idle()
+    assert 1.9 <= s.pace <= 2.0
+    admitted = 0
+    with pytest.raises(OverloadedError, match="image queue is full"):
+        while True:
+            admit(s, "image", thread.now)
+            admitted += 1
+    assert admitted == 6  # 6 x 6 s = 36 s fits 40 s; at pace 1 it would be 13 (78 s of real time)
+    thread.run_until_idle()
+    assert max(done - job.admitted for done, job in thread.finished[-admitted:]) <= 40.0
+    assert s.expected_wait("image", Priority.DEFAULT, thread.now) == pytest.approx(IMAGE_S * s.pace)
+
+    before = s.pace
+    for _ in range(5):  # texts predicted 0.05 s that take 100 s: too short to count
+        admit(s, "text", thread.now)
+        thread.now += 100.0
+        thread.run_until_idle()
+    assert s.pace == before
+    job = admit(s, "image", thread.now)
+    thread.now += 1000.0  # one image stuck behind a stalled upload: counted at the upper bound only
+    thread.run_until_idle()
+    assert thread.finished[-1][1] is job
+    assert s.pace <= before + PACE_ALPHA * (PACE_BOUNDS[1] - before) + 1e-9
 
 
 def test_an_item_longer_than_the_budget_is_admitted_only_with_nothing_before_it() -> None:
