@@ -240,11 +240,16 @@ def model_rows(server: InProcessServer) -> float:
     return server.sample("imagebind_batch_rows_sum", {"kind": "text"})
 
 
-@pytest.mark.parametrize("timeout", [0.3, 0.0])
-def test_deadline_exceeded_item_is_never_computed(gated_model: InProcessServer, timeout: float) -> None:
-    """While the model is busy (here: held at a gate) an item waits in the queue; once its deadline has
-    passed it is answered DEADLINE_EXCEEDED and dropped, never computed."""
+def test_deadline_exceeded_item_is_never_computed(gated_model: InProcessServer) -> None:
+    """While the model is busy (here: held at a gate) an item waits in the server's queue; once its
+    deadline has passed it is answered DEADLINE_EXCEEDED and leaves the queue at once (the model
+    still held), never computed. (A deadline of 0 s would expire in the client, never reaching the
+    server: the item is seen queued on the server first.)"""
     channel, stub = grpc_stub(gated_model.grpc_target)
+
+    def text_depth() -> float:
+        return gated_model.sample("imagebind_queue_depth", {"kind": "text"})
+
     try:
         before = model_rows(gated_model)
         GatedModelEngine.gate.clear()
@@ -253,12 +258,14 @@ def test_deadline_exceeded_item_is_never_computed(gated_model: InProcessServer, 
             pb.VectorizeRequest(items=[item(InputKind.TEXT, "blocker")]), timeout=60))
         blocker.start()
         assert GatedModelEngine.entered.wait(30), "the blocker never reached the model"
-        with pytest.raises(grpc.RpcError) as caught:
-            stub.Vectorize(pb.VectorizeRequest(items=[item(InputKind.TEXT, "too late")]), timeout=timeout)
-        assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        late = stub.Vectorize.future(pb.VectorizeRequest(items=[item(InputKind.TEXT, "too late")]), timeout=1.0)
+        wait_until(lambda: text_depth() == 2, timeout=10)  # the late item is queued on the server
+        assert late.exception(30).code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        wait_until(lambda: text_depth() == 1, timeout=2)  # and left the queue while the model is held
+        assert GatedModelEngine.entered.is_set() and not GatedModelEngine.gate.is_set()
         GatedModelEngine.gate.set()
         blocker.join(30)
-        wait_until(lambda: gated_model.sample("imagebind_queue_depth", {"kind": "text"}) == 0, timeout=10)
+        wait_until(lambda: text_depth() == 0, timeout=10)
         assert model_rows(gated_model) == before + 1  # the blocker's row only
         # a call with time to spare is computed
         response = stub.Vectorize(pb.VectorizeRequest(items=[item(InputKind.TEXT, "in time")]), timeout=30)

@@ -87,10 +87,10 @@ def test_meta(server: InProcessServer) -> None:
 @pytest.mark.parametrize("path", ["/.well-known/live", "/.well-known/ready"])
 def test_liveness_and_readiness(server: InProcessServer, method: str, path: str) -> None:
     response = go_request(server.http_port, method, path)
-    assert 200 <= response.status < 300 and response.body == b""
+    assert (response.status, response.body) == (204, b"")  # README promises 204, not any 2xx
 
 
-def test_readiness_is_503_while_loading_then_2xx(loop_thread: LoopThread, server_settings: Settings) -> None:
+def test_readiness_is_503_while_loading_then_204(loop_thread: LoopThread, server_settings: Settings) -> None:
     gate = GatedEngineFactory()
     running = InProcessServer(loop_thread, server_settings, gate, wait_ready=False)
     try:
