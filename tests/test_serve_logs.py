@@ -29,7 +29,8 @@ def run_server(args: list[str], env: dict[str, str], log_path: Path) -> str:
 def test_json_lines_at_info_with_the_start_up_record(tiny_checkpoint: Path, tiny_config_path: Path,
                                                      tmp_path: Path) -> None:
     log = run_server(["--checkpoint", str(tiny_checkpoint), "--model-config", str(tiny_config_path),
-                      "--dtype", "float32", "--modalities", "text,audio", "--log-format", "json", "--log-level", "info"],
+                      "--dtype", "float32", "--modalities", "text,audio",
+                      "--log-format", "json", "--log-level", "info"],
                      {"IMAGEBIND_LOG_FORMAT": "text", "IMAGEBIND_LOG_LEVEL": "warning"}, tmp_path / "serve.log")
     entries = [json.loads(line) for line in log.splitlines() if line.strip()]  # every line is one JSON object
     assert all({"ts", "level", "logger", "msg"} <= entry.keys() for entry in entries)
