@@ -21,9 +21,11 @@ before it. `max_rows` per kind bounds the memory held by preprocessed inputs.
 Pace. Expected times are the model's own compute; a job's real time from admission to its last row
 also holds its upload and preprocessing, the hand-offs between steps, whatever else runs on the same
 cores (the event loop, decoders, other processes) and cheaper work admitted after it that went
-ahead. So each finished job's real time over the time predicted at its admission feeds a running
-mean, the *pace*, that scales every prediction admission compares with the budget (without it,
-images offered at 4x capacity on a 2-core VM were admitted with a p99 of 51 s for a 40-s budget).
+ahead, or a batch it had to wait for the end of. So each finished job's real time over the time
+predicted at its admission feeds a running mean and deviation, and the *pace* — the mean plus
+`PACE_SPREAD` deviations, a ratio few jobs exceed — scales every prediction admission compares with
+the budget: the budget bounds nearly every admitted item, not the typical one (without it, images
+offered at 4x capacity on a 2-core VM were admitted with a p99 of 51-61 s for a 40-s budget).
 
 Callers that leave (disconnect, cancel, deadline) are `drop`ped at once: their rows leave the
 queue, and a batch whose items are all gone is abandoned at its next step."""
@@ -68,8 +70,10 @@ MAX_OPEN_TASKS = 4
 PACE_ALPHA = 0.2
 #: jobs predicted shorter than this say too little about the pace (timer and hand-off noise)
 PACE_MIN_PREDICTED_S = 0.5
-#: the pace's bounds: one job that waited on a stalled upload must not close admission
+#: the bounds of one job's ratio and of the pace: one job stuck behind a stall must not close admission
 PACE_BOUNDS = (0.5, 4.0)
+#: deviations of the ratio above its mean that admission allows for
+PACE_SPREAD = 2.0
 
 
 @dataclass(eq=False)
@@ -144,7 +148,8 @@ class Scheduler:
         self._tasks: list[Task] = []  # open model calls, oldest first
         self._current: Task | None = None
         self._live_jobs = 0
-        self.pace = 1.0  # a job's real time over its prediction, running mean (see Pace above)
+        self.pace = 1.0  # what admission multiplies predictions by (see Pace above)
+        self._ratio_mean, self._ratio_var = 1.0, 0.0  # of a job's real time over its prediction
 
     # State ------------------------------------------------------------------------------------
     @property
@@ -341,7 +346,11 @@ class Scheduler:
             return
         low, high = PACE_BOUNDS
         ratio = min(max((now - job.admitted) / job.predicted, low), high)
-        self.pace += PACE_ALPHA * (ratio - self.pace)
+        # exponentially weighted mean and variance (West's incremental form)
+        delta = ratio - self._ratio_mean
+        self._ratio_mean += PACE_ALPHA * delta
+        self._ratio_var = (1 - PACE_ALPHA) * (self._ratio_var + PACE_ALPHA * delta * delta)
+        self.pace = min(max(self._ratio_mean + PACE_SPREAD * self._ratio_var ** 0.5, low), high)
 
     def fail(self, task: Task) -> list[Job]:
         """The task's call raised: its live jobs fail with it (returned, and forgotten here)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from imagebind_vectorizer.engine.costs import CostModel
-from imagebind_vectorizer.engine.scheduler import PACE_ALPHA, PACE_BOUNDS, STRETCH, Job, Priority, Scheduler, Task
+from imagebind_vectorizer.engine.scheduler import PACE_BOUNDS, STRETCH, Job, Priority, Scheduler, Task
 from imagebind_vectorizer.errors import InputError, OverloadedError
 
 TEXT_S, IMAGE_S = 0.05, 3.0  # seconds per row, at batch 1
@@ -139,7 +139,7 @@ def test_no_starvation_under_a_constant_stream_of_cheap_work() -> None:
     """A new text every 40 ms, each taking 50 ms (and no gain from batching them): texts alone
     would keep the model busy for ever. The image still completes: once it has waited its stretch,
     no text admitted later goes ahead of it."""
-    s = scheduler(costs=costs(text_batches=False), max_rows=10_000)
+    s = scheduler(costs=costs(text_batches=False), max_rows=10_000, budget_s=1e9)  # texts alone overload it
     image = admit(s, "image", 0.0)
     thread = ModelThread(s, text_batches=False)
     next_text = 0.0
@@ -251,13 +251,15 @@ def test_admission_learns_the_pace_of_real_time_over_predicted_time() -> None:
         for _ in range(5):
             admit(s, "image", thread.now)
         thread.run_until_idle()
-    assert 1.9 <= s.pace <= 2.0
+    # the real ratios are 1.9-1.98 (the k-th: (6k - 0.3) / 3k; more for one that waits for a batch
+    # of two, when the cost model measures that size again), plus their spread
+    assert 1.9 <= s.pace <= 2.6
     admitted = 0
     with pytest.raises(OverloadedError, match="image queue is full"):
         while True:
             admit(s, "image", thread.now)
             admitted += 1
-    assert admitted == 6  # 6 x 6 s = 36 s fits 40 s; at pace 1 it would be 13 (78 s of real time)
+    assert 4 <= admitted <= 6  # 6 x 6 s = 36 s fits 40 s; at pace 1 it would be 13 (78 s of real time)
     thread.run_until_idle()
     assert max(done - job.admitted for done, job in thread.finished[-admitted:]) <= 40.0
     assert s.expected_wait("image", Priority.DEFAULT, thread.now) == pytest.approx(IMAGE_S * s.pace)
@@ -269,10 +271,28 @@ def test_admission_learns_the_pace_of_real_time_over_predicted_time() -> None:
         thread.run_until_idle()
     assert s.pace == before
     job = admit(s, "image", thread.now)
-    thread.now += 1000.0  # one image stuck behind a stalled upload: counted at the upper bound only
+    thread.now += 1000.0  # one image stuck 1000 s: its ratio counts as the upper bound, 4
     thread.run_until_idle()
     assert thread.finished[-1][1] is job
-    assert s.pace <= before + PACE_ALPHA * (PACE_BOUNDS[1] - before) + 1e-9
+    assert 3.0 < s.pace <= PACE_BOUNDS[1]
+    for _ in range(20):  # and it is forgotten as regular images finish
+        admit(s, "image", thread.now)
+        thread.run_until_idle()
+    assert s.pace < 2.2
+
+
+def test_admission_allows_for_the_spread_of_real_times() -> None:
+    """Jobs whose real time is 1x or 2x their prediction in turn: admission allows for the slow
+    ones (the pace is above the mean ratio of 1.5), so the last admitted completes within the budget
+    even when it is a slow one."""
+    s = scheduler()
+    thread = ModelThread(s)
+    for i in range(40):
+        job = admit(s, "image", thread.now)
+        thread.now += 0.0 if i % 2 else IMAGE_S  # every other one also waits its own time again
+        thread.run_until_idle()
+        assert thread.finished[-1][1] is job
+    assert s.pace > 1.5 + 0.5
 
 
 def test_an_item_longer_than_the_budget_is_admitted_only_with_nothing_before_it() -> None:
