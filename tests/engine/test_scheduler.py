@@ -203,6 +203,24 @@ def test_batches_hold_at_most_max_batch_rows_and_split_an_item_across_them() -> 
     assert labels == [f"video:{i}" for i in range(15)]  # every view once, in order
 
 
+def test_a_batch_takes_at_most_its_share_of_the_budget() -> None:
+    """Images whose batches pay (1 s per row at 8 rows, 3 s alone) are batched, but no call may
+    take more than a quarter of the 40-s budget: every item of a batch waits for its end."""
+    model = CostModel(32)
+    model.observe("image", 1, IMAGE_S)
+    model.observe("image", 8, 8.0)
+    s = scheduler(costs=model, budget_s=40.0)
+    thread = ModelThread(s)
+    thread.true_seconds = lambda task: float(task.rows)  # type: ignore[method-assign]
+    for _ in range(30):
+        admit(s, "image", 0.0)
+    thread.run_until_idle()
+    sizes = [task.rows for task in dict.fromkeys(thread.steps)]
+    assert sum(sizes) == 30
+    assert max(sizes) == 10  # 10 rows of 1 s: the share (32 would pay as well)
+    assert min(sizes) > 1
+
+
 def test_admission_is_by_expected_time_per_kind() -> None:
     """Images fill the budget (13 x 3 s = 39 s of 40); the 14th would complete after 42 s and is
     refused at once, while a text is admitted: the images are not due before it."""
