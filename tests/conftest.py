@@ -19,6 +19,7 @@ from imagebind_vectorizer.model.config import config_from_dict
 from imagebind_vectorizer.model.imagebind import random_model
 from imagebind_vectorizer.settings import Settings
 from tests.deploy.helpers import remove_helm_home
+from tests.tiny_model import TINY_SEED, discriminative_init
 
 #: Official ImageBindModel arguments for a model small enough for CPU tests.
 TINY_ARCHITECTURE = {
@@ -45,14 +46,21 @@ def tiny_config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Path:
-    """Random weights for all six encoders, saved under the official key names."""
-    path = tmp_path_factory.mktemp("checkpoint") / "imagebind_tiny.pth"
-    model = random_model(tiny_config, ENCODERS, seed=7)
+def tiny_model_for_tests(config) -> torch.nn.Module:  # type: ignore[no-untyped-def]
+    """The session's tiny model: random weights made discriminative, with a learned text scale."""
+    model = random_model(config, ENCODERS, seed=TINY_SEED)
+    discriminative_init(model, TINY_SEED)
     with torch.no_grad():  # a learned text scale that is not the init value, as in a trained model
         model.encoders["text"].logit_scale.log_logit_scale.fill_(4.2)
-    save_official_checkpoint(model, path)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Path:
+    """Weights for all six encoders that separate different inputs (`discriminative_init`), saved
+    under the official key names; every parity test compares through them."""
+    path = tmp_path_factory.mktemp("checkpoint") / "imagebind_tiny.pth"
+    save_official_checkpoint(tiny_model_for_tests(tiny_config), path)
     return path
 
 
@@ -119,7 +127,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
     for label in sorted(MEASURED):
         entry = MEASURED[label]
         cos = f"  min cosine {entry['min_cos']:.9f}" if "min_cos" in entry else ""
-        terminalreporter.write_line(f"{label:32s} max abs {entry['max_abs']:.3g}{cos}  ({entry['count']} comparisons)")
+        rel = (f"  rel {entry['max_rel']:.3g}  norm ratio {entry['max_norm_dev']:.3g}"
+               if "max_rel" in entry else "")
+        terminalreporter.write_line(f"{label:32s} max abs {entry['max_abs']:.3g}{cos}{rel}  "
+                                    f"({entry['count']} comparisons)")
 
 
 # Temporary files ---------------------------------------------------------------------------------
