@@ -42,11 +42,16 @@ def min_cosine(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> fl
     return float(F.cosine_similarity(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1), dim=-1).min())
 
 
-def record(label: str, diff: float, cos: float | None = None) -> None:
+def record(label: str, diff: float, cos: float | None = None, *, rel: float | None = None,
+           norm_dev: float | None = None) -> None:
     entry = MEASURED[label]
     entry["max_abs"] = max(entry["max_abs"], diff)
     if cos is not None:
         entry["min_cos"] = min(entry.get("min_cos", cos), cos)
+    if rel is not None:
+        entry["max_rel"] = max(entry.get("max_rel", rel), rel)
+    if norm_dev is not None:
+        entry["max_norm_dev"] = max(entry.get("max_norm_dev", norm_dev), norm_dev)
     entry["count"] += 1
 
 
@@ -59,19 +64,61 @@ def assert_tensors_match(ours: torch.Tensor, reference: torch.Tensor, *, label: 
     return diff
 
 
-def assert_vectors_match(ours: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray, *, label: str,
-                         min_cos: float = 0.99999, rtol: float | None = None, what: str = "") -> None:
-    """Embeddings agree in direction (cosine) and, when `rtol` is given, element-wise relative to the
-    vector norm (which carries the modality scale)."""
+def vector_differences(ours: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray
+                       ) -> tuple[float, float, float]:
+    """(min cosine, largest element difference relative to its row's reference norm, largest
+    |norm ratio - 1|) over the rows of two (N, D) batches of embeddings."""
     ours_t, ref_t = as_tensor(ours).double(), as_tensor(reference).double()
-    diff = max_abs(ours_t, ref_t)
-    cos = min_cosine(ours_t, ref_t)
-    record(label, diff, cos)
-    message = f"{label} {what}: min cosine {cos:.8f}, max abs diff {diff:.3g}"
+    assert ours_t.shape == ref_t.shape, f"shapes differ: {tuple(ours_t.shape)} vs {tuple(ref_t.shape)}"
+    ours_t, ref_t = ours_t.reshape(ours_t.shape[0], -1), ref_t.reshape(ref_t.shape[0], -1)
+    ref_norm = ref_t.norm(dim=-1)
+    rel = float(((ours_t - ref_t).abs().amax(dim=-1) / ref_norm).max())
+    norm_dev = float((ours_t.norm(dim=-1) / ref_norm - 1).abs().max())
+    return min_cosine(ours_t, ref_t), rel, norm_dev
+
+
+def assert_vectors_match(ours: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray, *, label: str,
+                         rtol: float, min_cos: float = 0.99999, what: str = "") -> None:
+    """Embeddings agree in direction (cosine) and element by element: every element within `rtol`
+    times its row's reference norm (the norm carries the modality scale), and every row's norm
+    within `rtol` of the reference's. A cosine alone can miss a wrong input when the model maps
+    different inputs to similar directions; the element bound is the one that decides."""
+    cos, rel, norm_dev = vector_differences(ours, reference)
+    record(label, max_abs(ours, reference), cos, rel=rel, norm_dev=norm_dev)
+    message = (f"{label} {what}: min cosine {cos:.8f}, max abs diff {rel:.3g} of the norm, "
+               f"norm ratio off by {norm_dev:.3g} (tolerance {rtol:g})")
     assert cos >= min_cos, message
-    if rtol is not None:
-        scale = float(ref_t.norm(dim=-1).max())
-        assert diff <= rtol * scale, message + f" (norm {scale:.4g})"
+    assert rel <= rtol, message
+    assert norm_dev <= rtol, message
+
+
+#: Reduced precision against float32 on the discriminative tiny test model: dtype -> (min cosine,
+#: element difference per vector norm). Measured on CPU (torch's emulated bf16/fp16, no AMX), worst
+#: over the random model inputs of tests/model/test_model_parity.py and one media item per kind
+#: through the Embedder: bfloat16 cosine 0.99938 (audio; text 0.99979, image 0.99991, video 0.99998),
+#: element 0.0139; float16 cosine 0.999985, element 0.0025. Bounds: about 3x the measured 1 - cosine
+#: and 2-4x the element difference. README's bf16 fidelity (text 0.99986 ... video 0.99997) was
+#: measured on the `huge` architecture; this tiny model is tuned to separate inputs, and the same
+#: gain amplifies rounding (unit gains gave bf16 >= 0.99977 but no spread for IMU; query/key gain 3
+#: gave 0.997), so it cannot be held to huge's numbers. Norms stay exact (float32 scaling): the
+#: norm ratio is held to 1e-5, which bf16 scales (20 -> 20.125) would break.
+REDUCED_PRECISION: dict[torch.dtype, tuple[float, float]] = {
+    torch.bfloat16: (0.998, 0.03),
+    torch.float16: (0.99995, 0.01),
+}
+REDUCED_NORM_RTOL = 1e-5
+
+
+def assert_reduced_precision_close(low: torch.Tensor | np.ndarray, full: torch.Tensor | np.ndarray, *,
+                                   dtype: torch.dtype, label: str, what: str = "") -> None:
+    """`low` (computed in `dtype`) against the float32 result, at the bounds above."""
+    min_cos, rtol = REDUCED_PRECISION[dtype]
+    cos, rel, norm_dev = vector_differences(low, full)
+    record(label, max_abs(low, full), cos, rel=rel, norm_dev=norm_dev)
+    message = (f"{label} {what}: min cosine {cos:.7f}, element difference {rel:.3g} of the norm, "
+               f"norm ratio off by {norm_dev:.3g}")
+    assert cos >= min_cos and rel <= rtol, message + f" (bounds: cosine {min_cos}, element {rtol})"
+    assert norm_dev <= REDUCED_NORM_RTOL, message + " (the output scale must stay float32)"
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ import torch
 from imagebind_vectorizer.engine.engine import Engine
 from imagebind_vectorizer.kinds import InputKind
 from tests import media
+from tests.helpers import assert_reduced_precision_close
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")]
@@ -28,20 +29,22 @@ ITEMS: dict[InputKind, list[bytes | str]] = {
     InputKind.THERMAL: [media.thermal_jpeg()],
     InputKind.IMU: [media.imu_csv(media.imu_samples())],
 }
-MIN_COSINE = {"float32": 0.99999, "float16": 0.999, "bfloat16": 0.99}
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+#: CUDA float32 against CPU float32: cuDNN runs float32 convolutions (the stems) in TF32 by default,
+#: whose 10-bit mantissa is float16's, so the float16 bounds apply; not yet measured on a GPU (none
+#: was lent while this was written): scripts/gpu_check.sh runs this file on one.
+CUDA_FLOAT32 = torch.float16
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 def test_cuda_vectors_match_cpu_float32(make_embedder, dtype: str) -> None:
-    cpu = make_embedder()
-    gpu = make_embedder(device="cuda", dtype=dtype)
+    """Every kind through the Embedder on the GPU against the CPU in float32, on the discriminative
+    test model, element by element (`REDUCED_PRECISION` in tests/helpers.py)."""
+    cpu = make_embedder(output_scaling="official")
+    gpu = make_embedder(output_scaling="official", device="cuda", dtype=dtype)
+    bound = CUDA_FLOAT32 if dtype == "float32" else getattr(torch, dtype)
     for kind, items in ITEMS.items():
-        got = cosines(gpu.embed(kind, items), cpu.embed(kind, items))
-        assert got.min() >= MIN_COSINE[dtype], f"{kind.value} {dtype}: cosine {got.min():.6f}"
+        assert_reduced_precision_close(gpu.embed(kind, items), cpu.embed(kind, items), dtype=bound,
+                                       label=f"cuda {dtype} vs cpu float32", what=kind.value)
 
 
 def test_engine_batches_on_cuda(tiny_settings) -> None:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from imagebind_vectorizer.model.checkpoint import load_model
 from imagebind_vectorizer.model.imagebind import average_clips
-from tests.helpers import assert_vectors_match, reference_embed
+from tests.helpers import assert_reduced_precision_close, assert_vectors_match, reference_embed
 
 SOT, EOT = 49406, 49407
 
@@ -157,6 +157,8 @@ def test_legacy_long_texts_without_eot_all_embed_identically(tiny_model) -> None
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_reduced_precision_runs_on_cpu_close_to_float32(tiny_config, tiny_checkpoint: Path, tiny_model,
                                                         inputs, dtype: torch.dtype) -> None:
+    """fp16/bf16 against float32 at the bounds of `REDUCED_PRECISION` (tests/helpers.py: measured,
+    and why the tiny model's bound is looser than README's bf16 fidelity for `huge`)."""
     model = load_model(tiny_checkpoint, tiny_config, dtype=dtype)
     assert model.encoders["vision"].stem.weight.dtype == dtype
     scales = {name: enc.logit_scale.log_logit_scale for name, enc in model.encoders.items()
@@ -169,8 +171,9 @@ def test_reduced_precision_runs_on_cpu_close_to_float32(tiny_config, tiny_checkp
         for modality, x in inputs.items():
             low = model(modality, x.to(dtype) if x.is_floating_point() else x)
             assert low.dtype == torch.float32, "embeddings are returned in float32"
-            assert_vectors_match(low, tiny_model(modality, x), label=f"model {str(dtype)[6:]} vs float32",
-                                 min_cos=0.99, what=modality)
+            full = tiny_model(modality, x)
+            assert_reduced_precision_close(low, full, dtype=dtype, label=f"model {str(dtype)[6:]} vs float32",
+                                           what=modality)
             # bf16 would round 20 to 20.125 and 10 to 9.9375: the norms show whether it happened.
             norms = low.norm(dim=-1)
             assert torch.allclose(norms, torch.full_like(norms, expected_norms[modality]), rtol=1e-5), (

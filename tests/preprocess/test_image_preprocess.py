@@ -17,6 +17,11 @@ from tests.helpers import assert_tensors_match, assert_vectors_match, reference_
 VARIANTS = media.image_variants()
 OFFICIAL = PreprocessOptions()
 EXIF = PreprocessOptions(exif_transpose=True)
+#: vectors vs the reference model on the reference tensor: largest element difference per vector
+#: norm, and norm ratio. Measured at most 6.6e-7 (our Conv2d with the kernel summed over time against
+#: the reference Conv3d of the repeated frame), so 1e-5 leaves a 15x margin; a kernel averaged
+#: instead of summed moves the vector by 0.11.
+VECTOR_RTOL = 1e-5
 
 
 @pytest.mark.reference
@@ -31,7 +36,7 @@ def test_image_tensor_and_vector_equal_the_reference(ref, ref_tiny_model, make_e
         assert_tensors_match(ours, reference, label="tensor image", atol=1e-6, what=f"{name}/{profile}")
     vector = make_embedder(output_scaling="official").embed("image", [data])
     assert_vectors_match(vector, reference_embed(ref_tiny_model, "vision", reference), label="vectors image",
-                         what=name)
+                         rtol=VECTOR_RTOL, what=name)
 
 
 @pytest.mark.reference

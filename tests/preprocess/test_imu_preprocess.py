@@ -15,6 +15,9 @@ from tests.helpers import assert_tensors_match, assert_vectors_match, container_
 OFFICIAL = PreprocessOptions()
 LEGACY = PreprocessOptions(profile=Profile.WEAVIATE_LEGACY)
 SHUFFLE = [3, 0, 5, 1, 4, 2]
+#: vectors vs the reference model on the oracle tensor (element difference per vector norm, and norm
+#: ratio). Measured 0 (the same tensors, the same ops); 1e-5 as for every model comparison.
+VECTOR_RTOL = 1e-5
 
 
 def expected_tensor(samples: np.ndarray) -> torch.Tensor:
@@ -55,7 +58,7 @@ def test_official_vectors_equal_the_reference_model(ref_tiny_model, make_embedde
     samples = media.imu_samples(2400, seed=3)
     vector = make_embedder(output_scaling="official").embed("imu", [media.imu_csv(samples)])
     assert_vectors_match(vector, reference_embed(ref_tiny_model, "imu", expected_tensor(samples)[None]),
-                         label="vectors imu")
+                         label="vectors imu", rtol=VECTOR_RTOL)
 
 
 def test_a_custom_channel_order_is_honoured() -> None:
@@ -75,7 +78,8 @@ def test_legacy_equals_the_containers_reshape(ref_tiny_model, make_embedder, n: 
     assert_tensors_match(ours[0], expected, label="tensor imu legacy", what=f"n={n}")
     assert not torch.allclose(ours[0], expected_tensor(samples)), "the reshape is not a transpose"
     vector = make_embedder(output_scaling="official", preprocessing="weaviate-legacy").embed("imu", [data])
-    assert_vectors_match(vector, reference_embed(ref_tiny_model, "imu", expected[None]), label="vectors imu legacy")
+    assert_vectors_match(vector, reference_embed(ref_tiny_model, "imu", expected[None]), label="vectors imu legacy",
+                         rtol=VECTOR_RTOL)
 
 
 def test_legacy_skips_the_first_line_whatever_it_holds() -> None:

@@ -13,6 +13,10 @@ from tests.helpers import assert_tensors_match, assert_vectors_match, legacy_tex
 EOT = 49407
 OFFICIAL = PreprocessOptions()
 LEGACY = PreprocessOptions(profile=Profile.WEAVIATE_LEGACY)
+#: vectors vs the reference model on the reference tokens (element difference per vector norm, and
+#: norm ratio). Measured at most 1.4e-7 (the trunk cut at the last end-of-text token against all 77
+#: positions); 1e-5 as for every model comparison.
+VECTOR_RTOL = 1e-5
 
 SHORT_TEXTS = {
     "plain": "A dog.",
@@ -70,7 +74,7 @@ def test_official_vectors_equal_the_reference(ref, ref_tiny_model, make_embedder
     texts = list(ALL_TEXTS.values())
     ours = make_embedder(output_scaling="official").embed("text", texts)
     reference = reference_embed(ref_tiny_model, "text", ref.data.load_and_transform_text(texts, "cpu"))
-    assert_vectors_match(ours, reference, label="vectors text official")
+    assert_vectors_match(ours, reference, label="vectors text official", rtol=VECTOR_RTOL)
 
 
 @pytest.mark.reference
@@ -92,7 +96,7 @@ def test_legacy_long_texts_all_embed_identically(ref, ref_tiny_model, make_embed
     vectors = legacy.embed("text", long_texts)
     assert (vectors[0] == vectors[1]).all() and (vectors[1] == vectors[2]).all()
     reference = reference_embed(ref_tiny_model, "text", torch.stack([legacy_text_tokens(ref, t) for t in long_texts]))
-    assert_vectors_match(vectors, reference, label="vectors text legacy")
+    assert_vectors_match(vectors, reference, label="vectors text legacy", rtol=VECTOR_RTOL)
     # The official profile tells them apart, and short texts embed the same in both profiles.
     distinct = official.embed("text", long_texts)
     assert not (distinct[0] == distinct[1]).all()

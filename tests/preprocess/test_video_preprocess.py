@@ -41,6 +41,10 @@ CASES: dict[str, tuple[str, str, float, int | Fraction, int, int, dict[str, str]
     "avi-7s": ("avi", "mpeg4", 7, 8, 176, 144, None),
 }
 EXTENSIONS = {"matroska": "mkv"}
+#: vectors vs the reference model on the reference tensors (element difference per vector norm, and
+#: norm ratio). Measured 0 (the same Conv3d on the same tensors); 1e-5 as for every model comparison,
+#: room for other CPUs' kernels. One view of 15 left out moves the vector by 1e-2, a cosine by only 4e-4.
+VECTOR_RTOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +70,7 @@ def test_official_profile_equals_the_official_loader(ref, ref_tiny_model, make_e
     assert_tensors_match(ours, reference[0], label="tensor video official", atol=1e-5, what=name)
     vector = make_embedder(output_scaling="official").embed("video", [data])
     assert_vectors_match(vector, reference_embed(ref_tiny_model, "vision", reference),
-                         label="vectors video official", min_cos=0.999, what=name)
+                         label="vectors video official", rtol=VECTOR_RTOL, what=name)
 
 
 @pytest.mark.reference
@@ -81,7 +85,7 @@ def test_legacy_profile_equals_the_containers_loader(ref, ref_tiny_model, make_e
     assert_tensors_match(ours, reference, label="tensor video legacy", atol=1e-5, what=name)
     vector = make_embedder(output_scaling="official", preprocessing="weaviate-legacy").embed("video", [data])
     assert_vectors_match(vector, reference_embed(ref_tiny_model, "vision", reference[None]),
-                         label="vectors video legacy", min_cos=0.999, what=name)
+                         label="vectors video legacy", rtol=VECTOR_RTOL, what=name)
     seconds = CASES[name][2]
     official = preprocess(InputKind.VIDEO, data, PreprocessOptions())
     if seconds >= 3:  # the clip spacings differ once there is room to move the clips
