@@ -2,7 +2,8 @@
 and both vectors stay exact; readiness waits for the warm-up; callers that leave free their place
 at once; past the shutdown grace a forward stops at its next block; admission is by expected time
 and counts each kind's forward passes; video views are batched across requests; batches never
-exceed --max-batch-size; a query-priority item goes first; a lone item never waits.
+exceed --max-batch-size (a video over it is split across calls); a query-priority item goes first;
+a lone item never waits.
 
 The model thread is held inside a trunk block by a gate (tests/engine/support.py) and costs are
 injected where the test needs a given throughput curve: nothing here depends on timing."""
@@ -265,6 +266,25 @@ def test_batches_never_exceed_max_batch_size(settings: Settings, tiny_embedder: 
     assert sample(engine, "imagebind_batch_rows_bucket", kind="text", le="4.0") == calls
     assert sample(engine, "imagebind_batch_rows_bucket", kind="text", le="2.0") == 2
     np.testing.assert_allclose(np.stack(vectors), tiny_embedder.embed("text", texts), atol=1e-5)
+
+
+def test_a_video_over_max_batch_size_is_split_across_calls_and_its_vector_is_exact(
+        settings: Settings, tiny_embedder: Embedder) -> None:
+    """--max-batch-size 8 and a video of 15 views: two model calls (8 + 7), never more than 8 rows,
+    and the views' outputs reassembled into the same vector as one uninterrupted forward."""
+    small = settings.replace(max_batch_size=8)
+    flat = FixedCosts(8, lambda kind, rows: 1.0, {kind.value: (1, 8) for kind in InputKind})  # batching pays
+    video = media.video_bytes(seconds=1.0, fps=4, width=64, height=48, seed=3)
+
+    async def work(engine: Engine) -> np.ndarray:
+        return (await asyncio.wait_for(engine.embed(VIDEO, [video]), 60))[0]
+
+    vector, engine = run_engine(small, tiny_embedder, work, flat)
+    assert sample(engine, "imagebind_batch_rows_count", kind="video") == 2
+    assert sample(engine, "imagebind_batch_rows_sum", kind="video") == VIDEO.facts.rows_per_item == 15
+    assert sample(engine, "imagebind_batch_rows_bucket", kind="video", le="8.0") == 2  # 8 + 7
+    assert sample(engine, "imagebind_batch_items_sum", kind="video") == 2  # one item in each call
+    np.testing.assert_allclose(vector, tiny_embedder.embed("video", [video])[0], atol=1e-5)
 
 
 def test_a_query_priority_item_goes_before_earlier_default_ones(settings: Settings, tiny_embedder: Embedder,
