@@ -42,6 +42,10 @@ class LevelResult:
         return asdict(self)
 
 
+#: the longest a bench client waits after a 429 before its next request
+OVERLOAD_BACKOFF_S = 1.0
+
+
 class HttpClient:
     """One keep-alive connection per client thread, headers as Go's net/http sends them (with the
     key as Weaviate sends it: Authorization: Basic from the URL's user:password)."""
@@ -67,7 +71,10 @@ class HttpClient:
                     self.conn.putheader(name, value)
                 self.conn.endheaders(body)
                 response = self.conn.getresponse()
-                return response.status, response.read()
+                answer = response.status, response.read()
+                if response.status == 429:  # back off as a client should, instead of a busy loop of refusals
+                    time.sleep(min(float(response.getheader("Retry-After") or 1), OVERLOAD_BACKOFF_S))
+                return answer
             except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
                 self.close()
                 if attempt:
