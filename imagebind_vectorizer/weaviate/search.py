@@ -173,7 +173,8 @@ def check_same_model(client: Any, server: VectorizerClient) -> str | None:
         return None
     if module_meta.get("server") != "imagebind-vectorizer":
         return None
-    for key in ("name", "dimensions"):
+    # every field that changes a vector: architecture, preprocessing profile, output scaling
+    for key in ("name", "dimensions", "preprocessing", "outputScaling"):
         if module_meta.get(key) != ours.get(key):
             return (f"Weaviate's vectorizer reports {key}={module_meta.get(key)!r} but {server.url} has "
                     f"{ours.get(key)!r}: composed queries will not match the collection's vectors")
