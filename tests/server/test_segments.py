@@ -27,7 +27,7 @@ from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings
 from tests import media
-from tests.helpers import min_cosine, record
+from tests.helpers import assert_vectors_match
 from tests.server.support import (
     InProcessServer,
     LoopThread,
@@ -77,10 +77,15 @@ def _cut_vectors(port: int, kind: InputKind, data: bytes) -> np.ndarray:
     return np.asarray(response.json()[f"{field}Vectors"][0], dtype=np.float32)
 
 
+#: a segment's vector against the same window cut and sent alone: largest element difference per
+#: vector norm, and norm ratio. Measured at most 9e-8 (the same tensors through differently batched
+#: forwards); 1e-5 as for every model comparison. A cosine of 0.999, the bound before, let one of a
+#: video's 15 views go missing (cosine 0.9996 on the test model, element difference 1e-2).
+SEGMENT_RTOL = 1e-5
+
+
 def _assert_same(segment_vector: np.ndarray, standalone: np.ndarray, label: str) -> None:
-    cos = min_cosine(segment_vector[None], standalone[None])
-    record(label, float(np.abs(segment_vector - standalone).max()), cos)
-    assert cos >= 0.999, f"{label}: cosine {cos}"
+    assert_vectors_match(segment_vector[None], standalone[None], label=label, rtol=SEGMENT_RTOL)
 
 
 @pytest.mark.parametrize("profile", ["official", "weaviate-legacy"])
