@@ -44,10 +44,18 @@ def images() -> list[bytes]:
 
 
 def cpu_like() -> FixedCosts:
-    """Costs as on a CPU: media compute-bound (a batch of 2 costs two), text cheap and batching well."""
-    per_row = {"text": 0.01, "image": 1.0, "video": 1.0, "audio": 0.3, "depth": 0.05, "thermal": 0.1, "imu": 0.05}
+    """Costs as on a CPU: media compute-bound (a batch of 2 costs two), text cheap and batching well.
+    An image is a minute (huge on a slow CPU), so its due time (x10 without a priority) stays ahead
+    of items admitted later however long a loaded test machine takes to decode it; use with
+    `patient()`, whose budget admits such work."""
+    per_row = {"text": 0.01, "image": 60.0, "video": 1.0, "audio": 0.3, "depth": 0.05, "thermal": 0.1, "imu": 0.05}
     return FixedCosts(32, lambda kind, rows: per_row[kind] * (rows if kind != "text" else 1 + rows / 32),
                       {kind: (1, 2) for kind in per_row})
+
+
+def patient(settings: Settings) -> Settings:
+    """A queue budget that admits minutes of `cpu_like` work (the tests here are about order)."""
+    return settings.replace(queue_budget_s=3600.0)
 
 
 def run_engine(settings: Settings, embedder: Embedder, work: Callable[[Engine], Awaitable[T]],
@@ -95,7 +103,7 @@ def test_a_text_runs_between_two_blocks_of_an_image_and_both_vectors_are_exact(
             held.release()
             return await image, await text, held.calls
 
-    (image, text, calls), engine = run_engine(settings, tiny_embedder, work, cpu_like())
+    (image, text, calls), engine = run_engine(patient(settings), tiny_embedder, work, cpu_like())
     assert order == ["text", "image"]  # the image started first, the text finished first
     assert sample(engine, "imagebind_preemptions_total", kind="image") == 1
     assert calls == {0: 1, 1: 1}  # the image resumed where it paused: no block ran twice
@@ -302,7 +310,7 @@ def test_a_query_priority_item_goes_before_earlier_default_ones(settings: Settin
             held.release()
             await asyncio.gather(first, default, bulk, query)
 
-    run_engine(settings, tiny_embedder, work, cpu_like())
+    run_engine(patient(settings), tiny_embedder, work, cpu_like())
     assert order == ["query", "first", "default", "bulk"]  # the query even pauses the first image
 
 
