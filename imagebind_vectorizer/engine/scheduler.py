@@ -76,8 +76,9 @@ PACE_ALPHA = 0.2
 PACE_MIN_PREDICTED_S = 0.5
 #: the bounds of one job's ratio and of the pace: one job stuck behind a stall must not close admission
 PACE_BOUNDS = (0.5, 4.0)
-#: deviations of the ratio above its mean that admission allows for
-PACE_SPREAD = 2.0
+#: deviations of the ratio above its mean that admission allows for: the one-sided 99th percentile
+#: of a normal spread, so that nearly every admitted item (p99) completes within the budget
+PACE_SPREAD = 2.33
 
 
 @dataclass(eq=False)
