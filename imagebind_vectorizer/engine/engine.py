@@ -94,7 +94,7 @@ class Engine:
             self.metrics.expected_wait.labels(kind.value).set_function(
                 lambda kind=kind: self.expected_wait(kind) if self.ready else 0.0)
             self.metrics.model_cost.labels(kind.value).set_function(lambda kind=kind: self.costs.row_seconds(kind))
-        self.metrics.pace.set_function(lambda: self.scheduler.pace)
+            self.metrics.pace.labels(kind.value).set_function(lambda kind=kind: self.scheduler.pace(kind))
 
     # Life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -30,7 +30,7 @@ class EngineMetrics:
                                    "(what admission compares with the queue time budget)", ["kind"], registry=r)
         self.pace = Gauge("imagebind_queue_pace",
                           "Finished items' real time from admission over the time predicted then (running mean; "
-                          "scales the expected wait)", registry=r)
+                          "scales the expected wait), per kind", ["kind"], registry=r)
         self.preemptions = Counter("imagebind_preemptions", "Forwards paused between two steps for more urgent work",
                                    ["kind"], registry=r)
         self.model_cost = Gauge("imagebind_model_seconds_per_row",

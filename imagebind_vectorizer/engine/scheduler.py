@@ -24,7 +24,8 @@ Pace. Expected times are the model's own compute; a job's real time from admissi
 also holds its upload and preprocessing, the hand-offs between steps, whatever else runs on the same
 cores (the event loop, decoders, other processes) and cheaper work admitted after it that went
 ahead, or a batch it had to wait for the end of. So each finished job's real time over the time
-predicted at its admission feeds a running mean and deviation, and the *pace* — the mean plus
+predicted at its admission feeds a running mean and deviation per kind, and the kind's *pace* —
+the mean plus
 `PACE_SPREAD` deviations, a ratio few jobs exceed — scales every prediction admission compares with
 the budget: the budget bounds nearly every admitted item, not the typical one (without it, images
 offered at 4x capacity on a 2-core VM were admitted with a p99 of 51-61 s for a 40-s budget).
@@ -79,6 +80,22 @@ PACE_BOUNDS = (0.5, 4.0)
 #: deviations of the ratio above its mean that admission allows for: the one-sided 99th percentile
 #: of a normal spread, so that nearly every admitted item (p99) completes within the budget
 PACE_SPREAD = 2.33
+
+
+@dataclass
+class _Pace:
+    """The running mean and deviation of one kind's real-over-predicted ratio, and the pace from them."""
+
+    mean: float = 1.0
+    var: float = 0.0
+    value: float = 1.0
+
+    def learn(self, ratio: float) -> None:
+        delta = ratio - self.mean  # exponentially weighted mean and variance (West's incremental form)
+        self.mean += PACE_ALPHA * delta
+        self.var = (1 - PACE_ALPHA) * (self.var + PACE_ALPHA * delta * delta)
+        low, high = PACE_BOUNDS
+        self.value = min(max(self.mean + PACE_SPREAD * self.var ** 0.5, low), high)
 
 
 @dataclass(eq=False)
@@ -153,8 +170,8 @@ class Scheduler:
         self._tasks: list[Task] = []  # open model calls, oldest first
         self._current: Task | None = None
         self._live_jobs = 0
-        self.pace = 1.0  # what admission multiplies predictions by (see Pace above)
-        self._ratio_mean, self._ratio_var = 1.0, 0.0  # of a job's real time over its prediction
+        # per kind: a search's wait behind an import says nothing about the import's own pace
+        self._paces: dict[Hashable, _Pace] = {}
 
     # State ------------------------------------------------------------------------------------
     @property
@@ -188,7 +205,7 @@ class Scheduler:
     def expected_wait(self, kind: Hashable, priority: Priority, now: float, rows: int = 1) -> float:
         """Expected seconds until an item of `kind` admitted now would be computed."""
         cost = self.item_cost(kind, rows)
-        return (self.work_before(now + STRETCH[priority] * cost) + cost) * self.pace
+        return (self.work_before(now + STRETCH[priority] * cost) + cost) * self.pace(kind)
 
     # Admission --------------------------------------------------------------------------------
     def admit(self, items: Sequence[tuple[Hashable, int]], priority: Priority, now: float) -> list[Job]:
@@ -226,7 +243,8 @@ class Scheduler:
         for job in sorted(jobs, key=lambda j: j.due):
             own += job.cost
             job.predicted = self.work_before(job.due) + own
-            completion, alone = job.predicted * self.pace, own * self.pace
+            pace = self.pace(job.kind)
+            completion, alone = job.predicted * pace, own * pace
             # alone over the budget: admitted only with nothing before it
             if not self.idle and completion > max(self.budget_s, alone):
                 raise OverloadedError(
@@ -348,16 +366,17 @@ class Scheduler:
             self._retire(job)
         return complete
 
+    def pace(self, kind: Hashable) -> float:
+        """What admission multiplies the predictions for `kind` by (see Pace above); 1.0 until learned."""
+        learned = self._paces.get(kind)
+        return learned.value if learned is not None else 1.0
+
     def _learn_pace(self, job: Job, now: float) -> None:
         if job.predicted < PACE_MIN_PREDICTED_S:
             return
         low, high = PACE_BOUNDS
         ratio = min(max((now - job.admitted) / job.predicted, low), high)
-        # exponentially weighted mean and variance (West's incremental form)
-        delta = ratio - self._ratio_mean
-        self._ratio_mean += PACE_ALPHA * delta
-        self._ratio_var = (1 - PACE_ALPHA) * (self._ratio_var + PACE_ALPHA * delta * delta)
-        self.pace = min(max(self._ratio_mean + PACE_SPREAD * self._ratio_var ** 0.5, low), high)
+        self._paces.setdefault(job.kind, _Pace()).learn(ratio)
 
     def fail(self, task: Task) -> list[Job]:
         """The task's call raised: its live jobs fail with it (returned, and forgotten here)."""

@@ -259,7 +259,7 @@ def test_admission_learns_the_pace_of_real_time_over_predicted_time() -> None:
     for _ in range(40):  # one image at a time: predicted 3 s, real 6 s
         admit(s, "image", thread.now)
         thread.run_until_idle()
-    assert 2.0 <= s.pace <= 2.1  # the ratio, 2, plus what is left of the spread while it rose from 1
+    assert 2.0 <= s.pace("image") <= 2.1  # the ratio, 2, plus what is left of the spread while it rose from 1
     admitted = 0
     with pytest.raises(OverloadedError, match="image queue is full"):
         while True:
@@ -268,23 +268,38 @@ def test_admission_learns_the_pace_of_real_time_over_predicted_time() -> None:
     assert admitted == 6  # 6 x 6 s = 36 s fits 40 s; at pace 1 it would be 13 (78 s of real time)
     thread.run_until_idle()
     assert max(done - job.admitted for done, job in thread.finished[-admitted:]) <= 40.0
-    assert s.expected_wait("image", Priority.DEFAULT, thread.now) == pytest.approx(IMAGE_S * s.pace)
+    assert s.expected_wait("image", Priority.DEFAULT, thread.now) == pytest.approx(IMAGE_S * s.pace("image"))
 
-    before = s.pace
+    before = s.pace("image")
     for _ in range(5):  # texts predicted 0.05 s that take 100 s: too short to count
         admit(s, "text", thread.now)
         thread.now += 100.0
         thread.run_until_idle()
-    assert s.pace == before
+    assert s.pace("image") == before
     job = admit(s, "image", thread.now)
     thread.now += 1000.0  # one image stuck 1000 s: its ratio counts as the upper bound, 4
     thread.run_until_idle()
     assert thread.finished[-1][1] is job
-    assert 3.0 < s.pace <= PACE_BOUNDS[1]
+    assert 3.0 < s.pace("image") <= PACE_BOUNDS[1]
     for _ in range(30):  # and it is forgotten as regular images finish
         admit(s, "image", thread.now)
         thread.run_until_idle()
-    assert s.pace < 2.2
+    assert s.pace("image") < 2.2
+
+
+def test_each_kind_learns_its_own_pace() -> None:
+    """Searches that waited long behind an import (ratio 4) must not make admission refuse the
+    import's own items, whose predictions were right."""
+    s = scheduler(costs=costs(text_batches=False))
+    thread = ModelThread(s, text_batches=False)
+    for _ in range(10):
+        admit(s, "text", thread.now, rows=20)  # 1 s predicted
+        thread.now += 10.0  # waited far longer than predicted
+        thread.run_until_idle()
+    assert s.pace("text") > 3.0
+    assert s.pace("image") == 1.0
+    for _ in range(13):  # 13 x 3 s = 39 s: all admitted, as before any text
+        admit(s, "image", thread.now)
 
 
 def test_admission_allows_for_the_spread_of_real_times() -> None:
@@ -298,7 +313,7 @@ def test_admission_allows_for_the_spread_of_real_times() -> None:
         thread.now += 0.0 if i % 2 else IMAGE_S  # every other one also waits its own time again
         thread.run_until_idle()
         assert thread.finished[-1][1] is job
-    assert s.pace > 1.5 + 0.5
+    assert s.pace("image") > 1.5 + 0.5
 
 
 def test_an_item_longer_than_the_budget_is_admitted_only_with_nothing_before_it() -> None:
