@@ -32,6 +32,7 @@ from imagebind_vectorizer.server.app import Server
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2_grpc as pb_grpc
 from imagebind_vectorizer.settings import Settings
+from tests.engine.support import FixedCosts
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,6 +130,16 @@ class GatedEngineFactory:
 
     def release(self, loop_thread: LoopThread) -> None:
         loop_thread.loop.call_soon_threadsafe(self.gate.set)
+
+
+def vision_server_full_after_one_image(loop: LoopThread, settings: Settings, embedder: Embedder) -> InProcessServer:
+    """Images and videos only; an image costs 10 s and a video view 1 s (injected), the queue budget
+    is 15 s: with one image computing, no kind can take another item."""
+    per_row = {"image": 10.0, "video": 1.0}
+    settings = settings.replace(modalities="vision", warmup=False, cache_size=0, queue_budget_s=15.0)
+    return InProcessServer(loop, settings, lambda s: Engine(
+        s, embedder=embedder, costs=FixedCosts(32, lambda kind, rows: per_row[kind] * rows,
+                                               {kind: (1, 2) for kind in per_row})))
 
 
 def start_server(loop: LoopThread, settings: Settings, embedder: Embedder | None = None,

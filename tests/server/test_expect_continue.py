@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from imagebind_vectorizer.engine.engine import Engine, State
+from imagebind_vectorizer.engine.engine import State
 from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.settings import Settings
 from tests import media
-from tests.engine.support import FixedCosts, gate
+from tests.engine.support import gate
 from tests.server.support import (
     HttpResponse,
     InProcessServer,
@@ -26,6 +26,7 @@ from tests.server.support import (
     http_vectorize,
     start_server,
     vectorize_body,
+    vision_server_full_after_one_image,
     wait_until,
 )
 
@@ -89,12 +90,8 @@ def test_continue_is_not_sent_when_no_kind_could_take_the_work(loop_thread: Loop
                                                                make_embedder) -> None:  # type: ignore[no-untyped-def]
     """Images and videos only, an image takes 10 s and a video view 1 s (injected), the budget is
     15 s: with one image computing, nothing else fits, and the answer is 429 instead of 100."""
-    per_row = {"image": 10.0, "video": 1.0}
-    settings = server_settings.replace(modalities="vision", warmup=False, cache_size=0, queue_budget_s=15.0)
     embedder = make_embedder(modalities="vision")
-    server = InProcessServer(loop_thread, settings, lambda s: Engine(
-        s, embedder=embedder, costs=FixedCosts(32, lambda kind, rows: per_row[kind] * rows,
-                                               {kind: (1, 2) for kind in per_row})))
+    server = vision_server_full_after_one_image(loop_thread, server_settings, embedder)
     answers: list[HttpResponse] = []
     try:
         with gate(embedder.model, "vision") as held:

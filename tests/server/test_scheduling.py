@@ -15,13 +15,12 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from imagebind_vectorizer.engine.engine import Engine
 from imagebind_vectorizer.kinds import InputKind
 from imagebind_vectorizer.runtime.embedder import Embedder
 from imagebind_vectorizer.server.proto_gen import vectorizer_pb2 as pb
 from imagebind_vectorizer.settings import Settings
 from tests import media
-from tests.engine.support import FixedCosts, gate
+from tests.engine.support import gate
 from tests.server.support import (
     HttpResponse,
     InProcessServer,
@@ -31,6 +30,7 @@ from tests.server.support import (
     item,
     start_server,
     vectorize_body,
+    vision_server_full_after_one_image,
     wait_until,
 )
 
@@ -120,12 +120,8 @@ def test_a_full_server_answers_429_before_reading_a_body(loop_thread: LoopThread
                                                         make_embedder) -> None:  # type: ignore[no-untyped-def]
     """Images and videos only; an image takes 10 s, a video view 1 s (injected), the budget is 15 s.
     With one image computing nothing else fits: a new request is refused from its headers alone."""
-    per_row = {"image": 10.0, "video": 1.0}
-    settings = server_settings.replace(modalities="vision", warmup=False, cache_size=0, queue_budget_s=15.0)
     embedder = make_embedder(modalities="vision")
-    server = InProcessServer(loop_thread, settings, lambda s: Engine(
-        s, embedder=embedder, costs=FixedCosts(32, lambda kind, rows: per_row[kind] * rows,
-                                               {kind: (1, 2) for kind in per_row})))
+    server = vision_server_full_after_one_image(loop_thread, server_settings, embedder)
     image = media.image_bytes("PNG", 40, 40)
     channel, stub = grpc_stub(server.grpc_target)
     answers: list[HttpResponse] = []
