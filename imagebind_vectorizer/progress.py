@@ -13,7 +13,7 @@ import itertools
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 
@@ -42,25 +42,35 @@ def bar(total: int | None, desc: str, *, unit: str = "it", show: bool = True, **
 
 
 @contextlib.contextmanager
-def ticking(progress_bar: Any, interval: float = 1.0) -> Iterator[None]:
-    """Redraw `progress_bar` every `interval` seconds while the block runs, so its elapsed time
-    moves during one long step (an insert batch that Weaviate vectorizes object by object)."""
-    if getattr(progress_bar, "disable", True):
-        yield
-        return
+def _repeating(action: Callable[[], None], interval: float, name: str, *, at_once: bool) -> Iterator[None]:
+    """Run `action` every `interval` seconds in a thread of its own while the block runs (first at
+    once when `at_once`); the thread is joined before the block's exit goes on."""
     stop = threading.Event()
 
-    def tick() -> None:
+    def run() -> None:
+        if at_once:
+            action()
         while not stop.wait(interval):
-            progress_bar.refresh()
+            action()
 
-    thread = threading.Thread(target=tick, name="progress-tick", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join()
+
+
+@contextlib.contextmanager
+def ticking(progress_bar: Any, interval: float = 1.0) -> Iterator[None]:
+    """Redraw `progress_bar` every `interval` seconds while the block runs, so its elapsed time
+    moves during one long step (an insert batch that Weaviate vectorizes object by object)."""
+    if getattr(progress_bar, "disable", True):
+        yield
+        return
+    with _repeating(progress_bar.refresh, interval, "progress-tick", at_once=False):
+        yield
 
 
 @contextlib.contextmanager
@@ -72,22 +82,16 @@ def waiting(desc: str, *, show: bool = True, stream: IO[str] | None = None,
         yield
         return
     out = stream or sys.stderr
-    stop = threading.Event()
     started = time.monotonic()
+    frames = itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")
 
-    def spin() -> None:
-        for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
-            out.write(f"\r{frame} {desc} {time.monotonic() - started:.0f} s\033[K")
-            out.flush()
-            if stop.wait(interval):
-                break
+    def draw() -> None:
+        out.write(f"\r{next(frames)} {desc} {time.monotonic() - started:.0f} s\033[K")
+        out.flush()
 
-    thread = threading.Thread(target=spin, name="progress-spinner", daemon=True)
-    thread.start()
     try:
-        yield
+        with _repeating(draw, interval, "progress-spinner", at_once=True):
+            yield
     finally:
-        stop.set()
-        thread.join()
         out.write("\r\033[K")
         out.flush()
