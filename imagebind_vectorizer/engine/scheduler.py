@@ -88,14 +88,16 @@ class _Pace:
 
     mean: float = 1.0
     var: float = 0.0
-    value: float = 1.0
+
+    @property
+    def value(self) -> float:
+        low, high = PACE_BOUNDS
+        return min(max(self.mean + PACE_SPREAD * self.var ** 0.5, low), high)
 
     def learn(self, ratio: float) -> None:
         delta = ratio - self.mean  # exponentially weighted mean and variance (West's incremental form)
         self.mean += PACE_ALPHA * delta
         self.var = (1 - PACE_ALPHA) * (self.var + PACE_ALPHA * delta * delta)
-        low, high = PACE_BOUNDS
-        self.value = min(max(self.mean + PACE_SPREAD * self.var ** 0.5, low), high)
 
 
 @dataclass(eq=False)
