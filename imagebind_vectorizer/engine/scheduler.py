@@ -1,23 +1,31 @@
 """What the one model thread runs next, across every input kind: the only place that knows what is
 waiting. Pure bookkeeping (no threads, no torch); the engine calls it under its lock with the time.
 
-Order. Each admitted item gets a *due* time when admitted: `admitted + stretch x its own expected
-cost`, where the stretch comes from its priority (`STRETCH`). The model thread always advances
-the work with the earliest due, between any two steps of a forward (stem, each block, head): a
-5-word query (tens of milliseconds) admitted while an image batch (seconds) runs is due long
-before the image, so it runs at the image's next block boundary and the image then resumes where
-it paused. This is earliest-due-first with cost-scaled slack: cheap work goes first, and an item
-that has waited its stretch is due before anything admitted after that moment — nothing starves.
-Items of one kind and priority keep their arrival order.
+Order. Cheap work first, while every admitted item can still keep its promise. Each item has a
+*rank* — a stretch (from its priority, `STRETCH`) times its own expected cost, then its arrival —
+and a *deadline* — its admission plus the queue time budget, the time admission promised it would
+complete by. Between any two steps of a forward (stem, each block, head) the model thread advances
+the work of lowest rank: a 5-word query (tens of milliseconds) admitted while an image batch
+(seconds) runs goes at the image's next block boundary, and the image then resumes where it paused.
+Items of one kind and priority keep their arrival order. The guard: before cheap work goes ahead,
+every item with an earlier deadline must still fit in its own — the work before it in
+deadline order, plus the cheap work, at its kind's pace, within its deadline. Where one would not,
+the work with the earliest deadline runs instead (earliest-deadline-first minimises the worst
+lateness). So heavy work is never starved, even under a constant stream of cheap work — it
+completes within the budget it was admitted under — and cheap work waits for heavy work only when
+heavy work would otherwise break that promise. (An earlier order aged by waiting time instead: an
+image that had waited ten times its cost went ahead of every new query, and with eight images in
+flight on a 2-core CPU, half of them always had: queries waited seconds behind images that still
+had twenty seconds to spare.)
 
-Batches. A batch takes ready rows of one kind in due order, as many as the learned cost curve
+Batches. A batch takes ready rows of one kind in rank order, as many as the learned cost curve
 says still pay (`CostModel.batch_size`), and no more than take `MAX_BATCH_SHARE` of the budget
 (every item of a batch waits for its end: eight ViT-H images on 2 CPU cores take 20 s); it waits
 for rows still being preprocessed only when a bigger batch pays, and never longer than
 `max_wait_s`. A lone item never waits.
 
-Admission. A request is admitted when every item's expected completion (the work due before it,
-plus its own) fits `budget_s`; an item that alone takes longer is admitted only with nothing due
+Admission. A request is admitted when every item's expected completion (the work ranked before it,
+plus its own) fits `budget_s`; an item that alone takes longer is admitted only with nothing
 before it. `max_rows` per kind bounds the memory held by preprocessed inputs.
 
 Pace. Expected times are the model's own compute; a job's real time from admission to its last row
@@ -65,7 +73,7 @@ class Priority(StrEnum):
 
 #: the HTTP header and gRPC metadata key that carries a request's priority
 PRIORITY_KEY = "x-imagebind-priority"
-#: how many times its own expected cost an item may wait before nothing newer goes ahead of it
+#: what an item's own expected cost is multiplied by to rank it: cheaper (or more urgent) work goes first
 STRETCH = {Priority.QUERY: 1.0, Priority.DEFAULT: 10.0, Priority.BULK: 100.0}
 #: forwards open at once (a paused forward keeps its activations in memory)
 MAX_OPEN_TASKS = 4
@@ -109,7 +117,8 @@ class Job:
     rows: int
     priority: Priority
     admitted: float
-    due: float
+    order: float  # its stretch times its own cost: lower runs first
+    deadline: float  # when admission promised it would complete
     cost: float  # expected seconds of its own forward passes, when admitted
     predicted: float = 0.0  # expected seconds from admission to its last row (before the pace)
     inputs: Any = None  # the (rows, ...) model input once preprocessed
@@ -119,6 +128,11 @@ class Job:
     parts: list[tuple[int, Any]] = field(default_factory=list)  # (first row, outputs of a slice)
     gone: bool = False  # its caller left, or it failed
     payload: Any = None  # the engine's own bookkeeping (the caller's future)
+
+    @property
+    def rank(self) -> tuple[float, float]:
+        """Its place in the order of cheap work first (ties: arrival)."""
+        return (self.order, self.admitted)
 
     @property
     def unassigned_cost(self) -> float:
@@ -149,8 +163,12 @@ class Task:
         return any(not job.gone for job, _, _ in self.slices)
 
     @property
-    def due(self) -> float:
-        return min((job.due for job, _, _ in self.slices if not job.gone), default=float("inf"))
+    def rank(self) -> tuple[float, float]:
+        return min((job.rank for job, _, _ in self.slices if not job.gone), default=(float("inf"), 0.0))
+
+    @property
+    def deadline(self) -> float:
+        return min((job.deadline for job, _, _ in self.slices if not job.gone), default=float("inf"))
 
     @property
     def remaining(self) -> float:
@@ -167,7 +185,7 @@ class Scheduler:
         self.costs = costs
         self.budget_s, self.max_rows, self.max_wait_s = budget_s, max_rows, max_wait_s
         self.max_open_tasks = max_open_tasks
-        self._waiting: dict[Hashable, list[Job]] = {}  # jobs with rows not yet in a task, by due
+        self._waiting: dict[Hashable, list[Job]] = {}  # jobs with rows not yet in a task, by rank
         self._held_rows: dict[Hashable, int] = {}  # rows admitted and not finished, per kind
         self._tasks: list[Task] = []  # open model calls, oldest first
         self._current: Task | None = None
@@ -194,12 +212,12 @@ class Scheduler:
     def item_cost(self, kind: Hashable, rows: int) -> float:
         return rows * self.costs.row_seconds(kind)
 
-    def work_before(self, due: float) -> float:
-        """Expected seconds of admitted work that runs before an item due at `due`."""
-        total = sum(task.remaining for task in self._tasks if task.due <= due)
+    def work_before(self, rank: tuple[float, float]) -> float:
+        """Expected seconds of admitted work that runs before an item of `rank` (cheap work first)."""
+        total = sum(task.remaining for task in self._tasks if task.rank <= rank)
         for jobs in self._waiting.values():
-            for job in jobs:  # sorted by due
-                if job.due > due:
+            for job in jobs:  # sorted by rank
+                if job.rank > rank:
                     break
                 total += job.unassigned_cost
         return total
@@ -207,7 +225,7 @@ class Scheduler:
     def expected_wait(self, kind: Hashable, priority: Priority, now: float, rows: int = 1) -> float:
         """Expected seconds until an item of `kind` admitted now would be computed."""
         cost = self.item_cost(kind, rows)
-        return (self.work_before(now + STRETCH[priority] * cost) + cost) * self.pace(kind)
+        return (self.work_before((STRETCH[priority] * cost, now)) + cost) * self.pace(kind)
 
     # Admission --------------------------------------------------------------------------------
     def admit(self, items: Sequence[tuple[Hashable, int]], priority: Priority, now: float) -> list[Job]:
@@ -215,7 +233,7 @@ class Scheduler:
         fit, OverloadedError when it does not fit now."""
         jobs = self._plan(items, priority, now)
         for job in jobs:
-            bisect.insort(self._waiting.setdefault(job.kind, []), job, key=lambda j: j.due)
+            bisect.insort(self._waiting.setdefault(job.kind, []), job, key=lambda j: j.rank)
             self._held_rows[job.kind] = self.held_rows(job.kind) + job.rows
         self._live_jobs += len(jobs)
         return jobs
@@ -240,18 +258,19 @@ class Scheduler:
         jobs = []
         for kind, rows in items:
             cost = self.item_cost(kind, rows)
-            jobs.append(Job(kind, rows, priority, now, now + stretch * cost, cost))
+            jobs.append(Job(kind, rows, priority, now, stretch * cost, now + self.budget_s, cost))
         own = 0.0
-        for job in sorted(jobs, key=lambda j: j.due):
+        for job in sorted(jobs, key=lambda j: j.rank):
             own += job.cost
-            job.predicted = self.work_before(job.due) + own
+            job.predicted = self.work_before(job.rank) + own
             pace = self.pace(job.kind)
             completion, alone = job.predicted * pace, own * pace
-            # alone over the budget: admitted only with nothing before it
+            # alone over the budget: admitted only with nothing before it, and promised its own time
             if not self.idle and completion > max(self.budget_s, alone):
                 raise OverloadedError(
                     f"the {job.kind} queue is full: this request would complete in about {completion:.1f} s, "
                     f"over the queue time budget of {self.budget_s:g} s; retry later")
+            job.deadline = now + max(self.budget_s, alone)
         return jobs
 
     # Life of a job ----------------------------------------------------------------------------
@@ -286,11 +305,11 @@ class Scheduler:
     def next(self, now: float) -> Task | float | None:
         """The task to advance by one step now; or the seconds until a batch still filling is
         ready; or None when there is nothing to do."""
-        best: tuple[float, int, Task | Hashable] | None = None
+        best: tuple[tuple[float, float], int, Task | Hashable] | None = None
         for order, task in enumerate(self._tasks):
-            rank = -1 if task is self._current else order  # on a tie, keep running what runs
-            if best is None or (task.due, rank) < best[:2]:
-                best = (task.due, rank, task)
+            tie = -1 if task is self._current else order  # on a tie, keep running what runs
+            if best is None or (task.rank, tie) < best[:2]:
+                best = (task.rank, tie, task)
         soonest: float | None = None
         if len(self._tasks) < self.max_open_tasks:
             for kind, jobs in self._waiting.items():
@@ -301,14 +320,55 @@ class Scheduler:
                 if filling_until is not None and filling_until > now:
                     soonest = filling_until if soonest is None else min(soonest, filling_until)
                     continue
-                candidate = (queued[0].due, len(self._tasks), kind)
+                candidate = (queued[0].rank, len(self._tasks), kind)
                 if best is None or candidate[:2] < best[:2]:
                     best = candidate
         if best is None:
             return None if soonest is None else soonest - now
-        chosen = best[2]
-        self._current = chosen if isinstance(chosen, Task) else self._new_task(chosen)
+        chosen = self._urgent(best[2], now) or best[2]
+        if isinstance(chosen, Task):
+            self._current = chosen
+        elif isinstance(chosen, Job):
+            self._current = self._new_task(chosen.kind, first=chosen)
+        else:
+            self._current = self._new_task(chosen)
         return self._current
+
+    def _urgent(self, preferred: Task | Hashable, now: float) -> Task | Job | None:
+        """What must run instead of `preferred` (the cheapest work) so that no item with an earlier
+        deadline breaks it: the runnable work with the earliest deadline; None when `preferred` may go."""
+        if isinstance(preferred, Task):
+            own, deadline, planned = preferred.remaining, preferred.deadline, {}
+        else:
+            slices = self._plan_batch(preferred)
+            own = self.costs.seconds(preferred, sum(stop - start for _, start, stop in slices))
+            deadline = min(job.deadline for job, _, _ in slices)
+            planned = {job: stop - start for job, start, stop in slices}
+        # (deadline, seconds, kind, what would run it) for all other admitted work due before `preferred`
+        work: list[tuple[float, float, Hashable, Task | Job | None]] = [
+            (task.deadline, task.remaining, task.kind, task)
+            for task in self._tasks if task is not preferred and task.deadline < deadline]
+        for jobs in self._waiting.values():
+            for job in jobs:
+                rows = job.rows - job.handed - planned.get(job, 0)
+                if rows and job.deadline < deadline:
+                    work.append((job.deadline, job.cost * rows / job.rows, job.kind,
+                                 job if job.inputs is not None else None))
+        if not work:
+            return None
+        work.sort(key=lambda w: w[0])
+        before = 0.0
+        for due, seconds, kind, _ in work:
+            before += seconds
+            if (before + own) * self.pace(kind) > due - now:
+                break
+        else:
+            return None
+        can_open = len(self._tasks) < self.max_open_tasks
+        for _, _, _, runs in work:  # earliest deadline first, among what can run now
+            if isinstance(runs, Task) or (isinstance(runs, Job) and can_open):
+                return runs
+        return None
 
     def _filling_until(self, kind: Hashable, jobs: list[Job], queued: list[Job]) -> float | None:
         """When a batch of `kind` still filling must start anyway; None when it is ready now
@@ -321,9 +381,13 @@ class Scheduler:
         first = min(job.queued_at for job in queued if job.queued_at is not None)
         return first + self.max_wait_s
 
-    def _new_task(self, kind: Hashable) -> Task:
-        jobs = self._waiting[kind]
-        queued = [job for job in jobs if job.inputs is not None]
+    def _plan_batch(self, kind: Hashable, first: Job | None = None) -> list[tuple[Job, int, int]]:
+        """The slices (job, first row, end row) of the next batch of `kind`, in rank order (after
+        `first`, when one must run now): as many rows as pay, within the batch's share of the budget."""
+        queued = [job for job in self._waiting[kind] if job.inputs is not None]
+        if first is not None:
+            queued.remove(first)
+            queued.insert(0, first)
         size = self.costs.batch_size(kind, sum(job.rows - job.handed for job in queued))
         while size > 1 and self.costs.seconds(kind, size) > MAX_BATCH_SHARE * self.budget_s:
             size -= 1
@@ -334,11 +398,17 @@ class Scheduler:
                 break
             count = min(job.rows - job.handed, size - taken)
             slices.append((job, job.handed, job.handed + count))
-            job.handed += count
             taken += count
+        return slices
+
+    def _new_task(self, kind: Hashable, first: Job | None = None) -> Task:
+        slices = self._plan_batch(kind, first)
+        jobs = self._waiting[kind]
+        for job, _, stop in slices:
+            job.handed = stop
             if job.handed == job.rows:
                 jobs.remove(job)
-        task = Task(kind, slices, self.costs.seconds(kind, taken))
+        task = Task(kind, slices, self.costs.seconds(kind, sum(stop - start for _, start, stop in slices)))
         self._tasks.append(task)
         return task
 

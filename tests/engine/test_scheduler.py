@@ -4,6 +4,8 @@ callers that leave. No model and no threads: a simulated model thread advances t
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from imagebind_vectorizer.engine.costs import CostModel
@@ -105,58 +107,130 @@ def test_a_text_admitted_during_an_image_runs_at_the_next_step_and_the_image_res
     assert text.outputs()[0].labels == ["text:0"] and image.outputs()[0].labels == ["image:0"]
 
 
-def test_order_by_cost_and_waiting_time_with_aging() -> None:
-    s = scheduler()
+def test_cheap_work_goes_first_while_every_deadline_still_holds() -> None:
+    """A text goes ahead of an image however long the image has waited, as long as the image can
+    still complete within the budget it was admitted under; once its slack is less than the text's
+    cost, the image goes first and the text waits."""
+    s = scheduler()  # budget 40 s
     image = admit(s, "image", 0.0)
-    assert image.due == pytest.approx(STRETCH[Priority.DEFAULT] * IMAGE_S)
-    early_text = admit(s, "text", 1.0, label="early")  # cheap: due long before the image
-    thread = ModelThread(s, now=1.0)
+    assert (image.deadline, image.rank) == (40.0, (STRETCH[Priority.DEFAULT] * IMAGE_S, 0.0))
+    # waited ten times its cost (an aging order would now put it first): 7 s of slack are left
+    text = admit(s, "text", 30.0)
+    thread = ModelThread(s, now=30.0)
     thread.step()
-    assert thread.steps[-1].slices[0][0] is early_text
+    assert thread.steps[-1].slices[0][0] is text
     thread.run_until_idle()
-    # a text that arrives once the image has waited its stretch no longer goes ahead of it
+    assert [job for _, job in thread.finished] == [text, image]
+
     s = scheduler()
     image = admit(s, "image", 0.0)
-    late_text = admit(s, "text", image.due - 0.01, label="late")
-    thread = ModelThread(s, now=image.due - 0.01)
+    text = admit(s, "text", 36.97)  # the image has 0.03 s to spare: less than the text's 0.05 s
+    thread = ModelThread(s, now=36.97)
     thread.step()
     assert thread.steps[-1].kind == "image"
     thread.run_until_idle()
-    assert [job for _, job in thread.finished] == [image, late_text]
+    assert [job for _, job in thread.finished] == [image, text]
+    assert thread.finished[0][0] <= image.deadline
+
+
+def test_work_that_must_run_goes_in_deadline_order_and_cheap_work_resumes_after_it() -> None:
+    """Three images whose slack ran out while texts kept coming run by deadline (not by rank: the
+    query image ranks first), each within its own; the texts go first again as soon as they can."""
+    s = scheduler(budget_s=12.0)
+    first = admit(s, "image", 0.0, label="first")
+    second = admit(s, "image", 0.5, label="second")
+    query = admit(s, "image", 1.0, priority=Priority.QUERY, label="query")
+    # 9 s of images before deadlines of 12, 12.5 and 13 s: the query image has 0.04 s to spare
+    text = admit(s, "text", 3.96)
+    thread = ModelThread(s, now=3.96)
+    thread.run_until_idle()
+    done = {job: t for t, job in thread.finished}
+    assert [job for _, job in thread.finished] == [first, second, query, text]
+    assert all(done[job] <= job.deadline for job in (first, second, query))
+
+    s = scheduler(budget_s=12.0)
+    first = admit(s, "image", 0.0, label="first")
+    text = admit(s, "text", 3.96)
+    thread = ModelThread(s, now=3.96)
+    thread.step()  # one image alone has 5 s to spare: the text first
+    assert [job for _, job in thread.finished] == [] and thread.steps[-1].kind == "text"
 
 
 def test_items_of_one_kind_keep_their_arrival_order_and_priority_moves_them() -> None:
-    s = scheduler()
+    s = scheduler(costs=costs(text_batches=False))
     first, second = admit(s, "image", 0.0, label="a"), admit(s, "image", 0.1, label="b")
     query = admit(s, "image", 0.2, priority=Priority.QUERY, label="q")
     bulk_text = admit(s, "text", 0.3, priority=Priority.BULK)
     thread = ModelThread(s, now=0.3)
     thread.run_until_idle()
-    # the query image goes before earlier default ones; a bulk text costs milliseconds, so even
-    # its hundredfold stretch is due before any image
-    assert [job for _, job in thread.finished] == [bulk_text, query, first, second]
+    # ranked by stretch x cost: the query image (1 x 3 s) before the bulk text (100 x 0.05 s),
+    # before the default images (10 x 3 s), which keep their arrival order
+    assert [job for _, job in thread.finished] == [query, bulk_text, first, second]
 
 
 def test_no_starvation_under_a_constant_stream_of_cheap_work() -> None:
     """A new text every 40 ms, each taking 50 ms (and no gain from batching them): texts alone
-    would keep the model busy for ever. The image still completes: once it has waited its stretch,
-    no text admitted later goes ahead of it."""
-    s = scheduler(costs=costs(text_batches=False), max_rows=10_000, budget_s=1e9)  # texts alone overload it
-    image = admit(s, "image", 0.0)
+    would keep the model busy for ever. The image still completes within the budget it was
+    admitted under: texts go first only while it can still make its deadline."""
+    for budget in (40.0, 10.0):
+        s = scheduler(costs=costs(text_batches=False), max_rows=10_000, budget_s=budget)
+        image = admit(s, "image", 0.0)
+        thread = ModelThread(s, text_batches=False)
+        next_text = 0.0
+        while thread.now < budget + 20:
+            while next_text <= thread.now:
+                with contextlib.suppress(OverloadedError):  # texts alone fill the budget: some are refused
+                    admit(s, "text", next_text)
+                next_text += 0.04
+            thread.step()
+        finished = {job: t for t, job in thread.finished}
+        assert image in finished, "the image starved"
+        assert finished[image] <= image.deadline == budget
+        texts = [job for job in finished if job.kind == "text"]
+        before = [job for job in texts if finished[job] < finished[image]]
+        assert len(before) > 0.8 * (budget - IMAGE_S) / TEXT_S  # cheap work went first while the image could wait
+        assert any(finished[job] > finished[image] for job in texts)  # and the stream went on after it
+
+
+def test_texts_during_an_import_wait_at_most_one_step_of_it() -> None:
+    """The mixed-load scenario on an injected clock: ten images always in flight (each client
+    sends its next one when the last is answered: 30 s of queue, within the 40-s budget) while one
+    client sends a text, waits for the answer, pauses 0.5 s and sends the next. Each text waits at
+    most for the image step that runs when it arrives; the images lose only the model time the texts
+    themselves take, and every image completes within the budget."""
+    s = scheduler(costs=costs(text_batches=False))
     thread = ModelThread(s, text_batches=False)
-    next_text = 0.0
-    while thread.now < 50:
-        while next_text <= thread.now:
-            admit(s, "text", next_text)
-            next_text += 0.04
-        thread.step()
-    finished = {job: t for t, job in thread.finished}
-    assert image in finished, "the image starved"
-    texts = [job for job in finished if job.kind == "text"]
-    before = [job for job in texts if finished[job] < finished[image]]
-    assert len(before) > 500  # cheap work went first for a long while ...
-    assert all(job.due <= image.due for job in before)  # ... but only work due before the image
-    assert any(job.due > image.due for job in texts)  # and the stream went on after it
+    text, next_text, clients = None, 0.0, 10  # image clients without an image in flight
+    text_waits: list[float] = []
+    image_times: list[float] = []
+    refused = 0
+    while thread.now < 600:
+        while clients:  # a refused client tries again at the next step
+            try:
+                admit(s, "image", thread.now)
+            except OverloadedError:
+                refused += 1
+                break
+            clients -= 1
+        if text is None and thread.now >= next_text:
+            text = admit(s, "text", thread.now)
+        before = len(thread.finished)
+        if thread.step() is None:
+            thread.now = next_text
+        for done, job in thread.finished[before:]:
+            if job is text:
+                text_waits.append(done - job.admitted)
+                text, next_text = None, done + 0.5
+            else:
+                image_times.append(done - job.admitted)
+                clients += 1
+    step = IMAGE_S / STEPS
+    assert len(text_waits) > 500
+    assert max(text_waits) <= TEXT_S + step + 1e-9
+    text_share = len(text_waits) * TEXT_S / thread.now
+    images_per_s = len(image_times) / thread.now
+    assert images_per_s >= (1 - text_share) / IMAGE_S * 0.98
+    assert max(image_times) <= 40.0
 
 
 def test_a_lone_item_never_waits_for_a_batch_to_fill() -> None:

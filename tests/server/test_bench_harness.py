@@ -94,6 +94,7 @@ def test_mixed_load_scenario_runs_end_to_end(tiny_config_path: Path, tmp_path: P
     for config in configs.values():
         assert config["text_idle"]["requests"] > 0 and config["mixed"]["text"]["requests"] > 0
         assert config["mixed"]["errors"] == 0 and config["heavy_only"]["errors"] == 0
+        assert 0 < config["mixed"]["text_model_share"] < 1  # the texts' forwards, from the server's metrics
         assert set(config["mixed"]["heavy"]["per_kind"]) == {"image"}
         assert [row["kind"] for row in config["per_kind"]] == ["image"]
     assert [r["kind"] for r in configs["scheduled"]["first_requests"]] == ["text", "image"]
