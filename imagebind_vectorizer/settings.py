@@ -215,7 +215,7 @@ class Settings:
                               "longest wait for a batch to fill with items still being preprocessed (only where "
                               "batching pays; a lone item never waits)", "engine")
     queue_budget_s: float = _opt(40.0, "IMAGEBIND_QUEUE_BUDGET_S",
-                                 "admit an item only while its expected completion (the work due before it plus "
+                                 "admit an item only while its expected completion (the work ranked before it plus "
                                  "its own forward passes, at the engine's measured speed) fits in this many "
                                  "seconds; beyond, 429 / RESOURCE_EXHAUSTED at once. Default: Weaviate's 50 s "
                                  "client timeout less 10 s for transfer and decoding", "engine")

@@ -7,7 +7,9 @@ and a *deadline* — its admission plus the queue time budget, the time admissio
 complete by. Between any two steps of a forward (stem, each block, head) the model thread advances
 the work of lowest rank: a 5-word query (tens of milliseconds) admitted while an image batch
 (seconds) runs goes at the image's next block boundary, and the image then resumes where it paused.
-Items of one kind and priority keep their arrival order. The guard: before cheap work goes ahead,
+Items of one kind and priority keep their arrival order: a rank is computed when compared, from
+the kind's current cost per row, so an estimate that moved between two admissions cannot put the
+later one first. The guard: before cheap work goes ahead,
 every item with an earlier deadline must still fit in its own — the work before it in
 deadline order, plus the cheap work, at its kind's pace, within its deadline. Where one would not,
 the work with the earliest deadline runs instead (earliest-deadline-first minimises the worst
@@ -117,7 +119,7 @@ class Job:
     rows: int
     priority: Priority
     admitted: float
-    order: float  # its stretch times its own cost: lower runs first
+    weight: float  # its stretch times its rows: its rank is this times its kind's current seconds per row
     deadline: float  # when admission promised it would complete
     cost: float  # expected seconds of its own forward passes, when admitted
     predicted: float = 0.0  # expected seconds from admission to its last row (before the pace)
@@ -128,11 +130,6 @@ class Job:
     parts: list[tuple[int, Any]] = field(default_factory=list)  # (first row, outputs of a slice)
     gone: bool = False  # its caller left, or it failed
     payload: Any = None  # the engine's own bookkeeping (the caller's future)
-
-    @property
-    def rank(self) -> tuple[float, float]:
-        """Its place in the order of cheap work first (ties: arrival)."""
-        return (self.order, self.admitted)
 
     @property
     def unassigned_cost(self) -> float:
@@ -161,10 +158,6 @@ class Task:
     @property
     def live(self) -> bool:
         return any(not job.gone for job, _, _ in self.slices)
-
-    @property
-    def rank(self) -> tuple[float, float]:
-        return min((job.rank for job, _, _ in self.slices if not job.gone), default=(float("inf"), 0.0))
 
     @property
     def deadline(self) -> float:
@@ -212,12 +205,19 @@ class Scheduler:
     def item_cost(self, kind: Hashable, rows: int) -> float:
         return rows * self.costs.row_seconds(kind)
 
+    def rank(self, job: Job) -> tuple[float, float]:
+        """The job's place in the order of cheap work first (ties: arrival), at today's costs."""
+        return (job.weight * self.costs.row_seconds(job.kind), job.admitted)
+
+    def task_rank(self, task: Task) -> tuple[float, float]:
+        return min((self.rank(job) for job, _, _ in task.slices if not job.gone), default=(float("inf"), 0.0))
+
     def work_before(self, rank: tuple[float, float]) -> float:
         """Expected seconds of admitted work that runs before an item of `rank` (cheap work first)."""
-        total = sum(task.remaining for task in self._tasks if task.rank <= rank)
+        total = sum(task.remaining for task in self._tasks if self.task_rank(task) <= rank)
         for jobs in self._waiting.values():
             for job in jobs:  # sorted by rank
-                if job.rank > rank:
+                if self.rank(job) > rank:
                     break
                 total += job.unassigned_cost
         return total
@@ -233,7 +233,8 @@ class Scheduler:
         fit, OverloadedError when it does not fit now."""
         jobs = self._plan(items, priority, now)
         for job in jobs:
-            bisect.insort(self._waiting.setdefault(job.kind, []), job, key=lambda j: j.rank)
+            # within a kind, (weight, arrival) orders as the rank does whatever the cost per row
+            bisect.insort(self._waiting.setdefault(job.kind, []), job, key=lambda j: (j.weight, j.admitted))
             self._held_rows[job.kind] = self.held_rows(job.kind) + job.rows
         self._live_jobs += len(jobs)
         return jobs
@@ -258,11 +259,11 @@ class Scheduler:
         jobs = []
         for kind, rows in items:
             cost = self.item_cost(kind, rows)
-            jobs.append(Job(kind, rows, priority, now, stretch * cost, now + self.budget_s, cost))
+            jobs.append(Job(kind, rows, priority, now, stretch * rows, now + self.budget_s, cost))
         own = 0.0
-        for job in sorted(jobs, key=lambda j: j.rank):
+        for job in sorted(jobs, key=self.rank):
             own += job.cost
-            job.predicted = self.work_before(job.rank) + own
+            job.predicted = self.work_before(self.rank(job)) + own
             pace = self.pace(job.kind)
             completion, alone = job.predicted * pace, own * pace
             # alone over the budget: admitted only with nothing before it, and promised its own time
@@ -308,8 +309,9 @@ class Scheduler:
         best: tuple[tuple[float, float], int, Task | Hashable] | None = None
         for order, task in enumerate(self._tasks):
             tie = -1 if task is self._current else order  # on a tie, keep running what runs
-            if best is None or (task.rank, tie) < best[:2]:
-                best = (task.rank, tie, task)
+            rank = self.task_rank(task)
+            if best is None or (rank, tie) < best[:2]:
+                best = (rank, tie, task)
         soonest: float | None = None
         if len(self._tasks) < self.max_open_tasks:
             for kind, jobs in self._waiting.items():
@@ -320,7 +322,7 @@ class Scheduler:
                 if filling_until is not None and filling_until > now:
                     soonest = filling_until if soonest is None else min(soonest, filling_until)
                     continue
-                candidate = (queued[0].rank, len(self._tasks), kind)
+                candidate = (self.rank(queued[0]), len(self._tasks), kind)
                 if best is None or candidate[:2] < best[:2]:
                     best = candidate
         if best is None:
@@ -344,7 +346,7 @@ class Scheduler:
             own = self.costs.seconds(preferred, sum(stop - start for _, start, stop in slices))
             deadline = min(job.deadline for job, _, _ in slices)
             planned = {job: stop - start for job, start, stop in slices}
-        # (deadline, seconds, kind, what would run it) for all other admitted work due before `preferred`
+        # (deadline, seconds, kind, what would run it) for all other admitted work with an earlier deadline
         work: list[tuple[float, float, Hashable, Task | Job | None]] = [
             (task.deadline, task.remaining, task.kind, task)
             for task in self._tasks if task is not preferred and task.deadline < deadline]

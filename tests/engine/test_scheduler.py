@@ -1,10 +1,12 @@
-"""The scheduler on an injected clock and injected costs: which work runs next across kinds,
-aging, preemption between steps, starvation, batches across requests, admission in time, and
-callers that leave. No model and no threads: a simulated model thread advances the clock."""
+"""The scheduler on an injected clock and injected costs: which work runs next across kinds
+(cheap work first, deadlines kept), preemption between steps, starvation, batches across
+requests, admission in time, and callers that leave. No model and no threads: a simulated model
+thread advances the clock."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 
 import pytest
 
@@ -54,10 +56,13 @@ class ModelThread:
     """Advances the clock by each step's share of the task's true cost, as the engine's model
     thread would, and records what ran. `lost`: the share of a step's time lost again outside the
     model's own timing (the event loop, decoders, other processes on the same cores), which the
-    cost model cannot see."""
+    cost model cannot see. `jitter`: each call's time varies by up to this share around its cost
+    (deterministically), as measured times do, so the learned costs move all the time."""
 
-    def __init__(self, s: Scheduler, now: float = 0.0, text_batches: bool = True, lost: float = 0.0) -> None:
-        self.s, self.now, self.text_batches, self.lost = s, now, text_batches, lost
+    def __init__(self, s: Scheduler, now: float = 0.0, text_batches: bool = True, lost: float = 0.0,
+                 jitter: float = 0.0) -> None:
+        self.s, self.now, self.text_batches, self.lost, self.jitter = s, now, text_batches, lost, jitter
+        self.calls = 0
         self.steps: list[Task] = []
         self.finished: list[tuple[float, Job]] = []
 
@@ -73,8 +78,10 @@ class ModelThread:
             return None
         if task.forward is None:
             task.forward = 0
+            self.calls += 1
+            task.seconds_factor = 1 + self.jitter * math.sin(self.calls)  # type: ignore[attr-defined]
         task.forward += 1
-        took = self.true_seconds(task) / STEPS
+        took = self.true_seconds(task) * getattr(task, "seconds_factor", 1.0) / STEPS
         self.now += took * (1 + self.lost)
         self.s.stepped(task, took, task.forward / STEPS)
         self.steps.append(task)
@@ -113,7 +120,7 @@ def test_cheap_work_goes_first_while_every_deadline_still_holds() -> None:
     cost, the image goes first and the text waits."""
     s = scheduler()  # budget 40 s
     image = admit(s, "image", 0.0)
-    assert (image.deadline, image.rank) == (40.0, (STRETCH[Priority.DEFAULT] * IMAGE_S, 0.0))
+    assert (image.deadline, s.rank(image)) == (40.0, (STRETCH[Priority.DEFAULT] * IMAGE_S, 0.0))
     # waited ten times its cost (an aging order would now put it first): 7 s of slack are left
     text = admit(s, "text", 30.0)
     thread = ModelThread(s, now=30.0)
@@ -154,6 +161,20 @@ def test_work_that_must_run_goes_in_deadline_order_and_cheap_work_resumes_after_
     thread = ModelThread(s, now=3.96)
     thread.step()  # one image alone has 5 s to spare: the text first
     assert [job for _, job in thread.finished] == [] and thread.steps[-1].kind == "text"
+
+
+def test_a_cost_estimate_that_moves_does_not_reorder_items_of_one_kind() -> None:
+    """An image admitted after the measured cost per image fell a little still goes after the
+    images admitted before it (a rank fixed at admission would put it first)."""
+    s = scheduler()
+    first = admit(s, "image", 0.0, label="first")
+    s.costs.observe("image", 1, 0.5 * IMAGE_S)
+    second = admit(s, "image", 0.1, label="second")
+    s.costs.observe("image", 1, 2.0 * IMAGE_S)
+    text = admit(s, "text", 0.2)
+    thread = ModelThread(s, now=0.2)
+    thread.run_until_idle()
+    assert [job for _, job in thread.finished] == [text, first, second]
 
 
 def test_items_of_one_kind_keep_their_arrival_order_and_priority_moves_them() -> None:
@@ -197,9 +218,10 @@ def test_texts_during_an_import_wait_at_most_one_step_of_it() -> None:
     sends its next one when the last is answered: 30 s of queue, within the 40-s budget) while one
     client sends a text, waits for the answer, pauses 0.5 s and sends the next. Each text waits at
     most for the image step that runs when it arrives; the images lose only the model time the texts
-    themselves take, and every image completes within the budget."""
+    themselves take, and every image completes within the budget. Each call's time varies by up to
+    5%, so the learned cost per image moves between any two admissions."""
     s = scheduler(costs=costs(text_batches=False))
-    thread = ModelThread(s, text_batches=False)
+    thread = ModelThread(s, text_batches=False, jitter=0.05)
     text, next_text, clients = None, 0.0, 10  # image clients without an image in flight
     text_waits: list[float] = []
     image_times: list[float] = []
