@@ -81,6 +81,22 @@ class DecodePool:
         self._io = ThreadPoolExecutor(self.size * 2, thread_name_prefix="decode-io")
         self._closed = False
         self.replaced = 0  # workers lost to a fault, a limit or a cancelled item
+        self.started = 0  # workers started, ever
+
+    @property
+    def workers(self) -> int:
+        """Worker processes alive now (idle or busy)."""
+        return len(self._all)
+
+    async def warm(self, samples: list[tuple[InputKind, bytes]], options: PreprocessOptions) -> None:
+        """Start every worker now and decode `samples` in them, so that the first request finds
+        them running: a worker's first start also starts the forkserver, which imports torch
+        (seconds), and each decoder's first call loads its codecs."""
+        loop = asyncio.get_running_loop()
+        workers = await asyncio.gather(*(self._checkout(loop) for _ in range(self.size - len(self._idle))))
+        self._idle.extend(workers)
+        for kind, item in samples:
+            await self.preprocess(kind, item, options)
 
     async def preprocess(self, kind: InputKind, item: bytes | str, options: PreprocessOptions, *,
                          deadline: float | None = None) -> torch.Tensor:
@@ -124,6 +140,7 @@ class DecodePool:
         if self._idle:
             return self._idle.pop()
         starting = loop.run_in_executor(self._io, _Worker, self._preprocess, self.limits)
+        self.started += 1
         try:
             worker = await asyncio.shield(starting)
         except asyncio.CancelledError:  # keep the worker for the next item rather than leak it

@@ -45,9 +45,9 @@ def images() -> list[bytes]:
 
 def cpu_like() -> FixedCosts:
     """Costs as on a CPU: media compute-bound (a batch of 2 costs two), text cheap and batching well.
-    An image is a minute (huge on a slow CPU), so its due time (x10 without a priority) stays ahead
-    of items admitted later however long a loaded test machine takes to decode it; use with
-    `patient()`, whose budget admits such work."""
+    An image is a minute (huge on a slow CPU): the costliest work here, whatever a loaded test
+    machine measures; use with `patient()`, whose budget admits such work (and keeps every deadline
+    far away: these tests are about the order of cheap work first)."""
     per_row = {"text": 0.01, "image": 60.0, "video": 1.0, "audio": 0.3, "depth": 0.05, "thermal": 0.1, "imu": 0.05}
     return FixedCosts(32, lambda kind, rows: per_row[kind] * (rows if kind != "text" else 1 + rows / 32),
                       {kind: (1, 2) for kind in per_row})
@@ -131,6 +131,22 @@ def test_ready_only_after_one_timed_warm_up_forward_per_kind(settings: Settings,
     asyncio.run(cold.start())
     asyncio.run(cold.close())
     assert not any(cold.costs.known(kind) for kind in InputKind)  # --no-warmup: nothing measured
+    assert cold._decode_pool.started == 0
+
+
+def test_the_decoder_processes_are_running_before_ready(settings: Settings, tiny_embedder: Embedder,
+                                                        images: list[bytes]) -> None:
+    """A first image must not pay for starting the forkserver and a decoder (seconds: it imports
+    torch): with the warm-up on, every decoder runs before ready, and a first image starts none."""
+    async def work(engine: Engine) -> tuple[int, int, int]:
+        before = engine._decode_pool.started, engine._decode_pool.workers
+        await engine.embed(IMAGE, [images[0]])
+        return (*before, engine._decode_pool.started)
+
+    (started_at_ready, alive_at_ready, started_after), _ = run_engine(
+        settings.replace(warmup=True, workers=2), tiny_embedder, work)
+    assert started_at_ready == alive_at_ready == 2
+    assert started_after == 2
 
 
 def test_items_whose_caller_left_leave_the_queue_at_once(settings: Settings, tiny_embedder: Embedder,
