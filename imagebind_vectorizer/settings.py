@@ -223,8 +223,9 @@ class Settings:
                            "most forward passes (an audio file is 3, a video 15) held per input kind, a bound on "
                            "memory; beyond, 429 / RESOURCE_EXHAUSTED", "engine")
     warmup: bool = _opt(True, "IMAGEBIND_WARMUP",
-                        "before reporting ready, page the weights in and time one forward per input kind (the "
-                        "first request is then as fast as later ones, and admission knows the model's speed)",
+                        "before reporting ready, page the weights in, start the media decoders and time one "
+                        "forward per input kind (the first request is then as fast as later ones, and "
+                        "admission knows the model's speed)",
                         "engine")
     workers: int = _opt(0, "IMAGEBIND_WORKERS",
                         "media decoder processes, and text tokenizer threads (0: one per CPU core)", "engine")

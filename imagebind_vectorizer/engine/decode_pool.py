@@ -21,10 +21,13 @@ import logging
 import math
 import mmap
 import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import resource
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -59,12 +62,32 @@ class DecodeLimits:
     memory_mb: int = 2048  # address space beyond what a fresh worker holds
 
 
+#: a Unix socket's path holds at most 107 bytes on Linux (sun_path)
+SOCKET_PATH_MAX = 107
+#: what multiprocessing appends to the temp dir for the forkserver's socket: /pymp-XXXXXXXX/listener-XXXXXXXX
+SOCKET_SUFFIX = len("/pymp-12345678/listener-12345678")
+
+
 def decoder_context() -> multiprocessing.context.BaseContext:
     """The forkserver context, with the decoders preloaded (set before the forkserver first starts;
     it is one per process and shared by every pool)."""
+    _short_socket_dir()
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     return context
+
+
+def _short_socket_dir() -> None:
+    """Python 3.11 puts the forkserver's socket under $TMPDIR however deep it is, and a deep one (a
+    CI job's, a test's) then fails every start with "AF_UNIX path too long". In that case give
+    multiprocessing a directory under /tmp (removed at exit, as its own would be). The directory is
+    multiprocessing's per-process setting, which it reads from this private dict."""
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+    if config.get("tempdir") or len(tempfile.gettempdir()) + SOCKET_SUFFIX <= SOCKET_PATH_MAX:
+        return
+    config["tempdir"] = path = tempfile.mkdtemp(prefix="pymp-", dir="/tmp")
+    multiprocessing.util.Finalize(None, shutil.rmtree, args=(path,), kwargs={"ignore_errors": True},
+                                  exitpriority=-100)
 
 
 class DecodePool:

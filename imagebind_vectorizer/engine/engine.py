@@ -155,7 +155,10 @@ class Engine:
         if not samples:
             return
         started = time.perf_counter()
-        await self._decode_pool.warm(samples, self.embedder.options)
+        try:
+            await self._decode_pool.warm(samples, self.embedder.options)
+        except Exception as exc:  # media could not be decoded at all: say so now, not per request
+            raise RuntimeError(f"the media decoder processes did not start: {exc}") from exc
         log.info("decoders started", extra={"fields": {
             "workers": self._decode_pool.workers, "seconds": round(time.perf_counter() - started, 2)}})
 

@@ -240,3 +240,39 @@ def test_workers_follow_the_workers_setting(tmp_path: Path, server_settings: Set
 
 def decode_pool_size(engine: Engine) -> int:
     return engine._decode_pool.size
+
+
+DEEP_TMPDIR_DECODE = """
+import asyncio, sys, tempfile
+from imagebind_vectorizer.engine.decode_pool import DecodePool
+from imagebind_vectorizer.kinds import InputKind
+from imagebind_vectorizer.preprocess import PreprocessOptions
+
+async def main():
+    pool = DecodePool(1)
+    try:
+        rows = await pool.preprocess(InputKind.IMAGE, sys.stdin.buffer.read(), PreprocessOptions())
+    finally:
+        pool.close()
+    print(tuple(rows.shape), len(tempfile.gettempdir()))
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_decoders_start_under_a_temp_dir_too_deep_for_a_unix_socket(tmp_path: Path) -> None:
+    """The forkserver's socket lives under the temp dir; under a deep $TMPDIR (a CI job's, a test's)
+    Python 3.11 failed every decoder start with "AF_UNIX path too long". Decoding still works, and
+    nothing is left in that temp dir."""
+    import subprocess
+    import sys
+
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    done = subprocess.run([sys.executable, "-c", DEEP_TMPDIR_DECODE], input=media.image_bytes("PNG", 40, 32),
+                          capture_output=True, timeout=120, env={**os.environ, "TMPDIR": str(deep)})
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    shape, temp_len = done.stdout.decode().split(") ")
+    assert shape == "(1, 3, 224, 224" and int(temp_len) > 107
+    assert list(deep.iterdir()) == []
