@@ -373,11 +373,16 @@ class _Exchange:
             os.ftruncate(self.fd, size)
 
     def close(self) -> None:
+        """Unmap and close, once: a second os.close of the same number would close whatever the
+        process opened under it since (a client's socket: its connection cut, or answers for one
+        client written to another)."""
         if self._map is not None:
             self._map.close()
             self._map = None
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def limit_memory(megabytes: int) -> None:

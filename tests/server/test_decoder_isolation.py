@@ -276,3 +276,25 @@ def test_decoders_start_under_a_temp_dir_too_deep_for_a_unix_socket(tmp_path: Pa
     shape, temp_len = done.stdout.decode().split(") ")
     assert shape == "(1, 3, 224, 224" and int(temp_len) > 107
     assert list(deep.iterdir()) == []
+
+
+def test_a_dead_workers_files_are_closed_once() -> None:
+    """A worker that dies mid-item is reaped where its death is seen and again when the pool retires
+    it. The second close of its exchange file's number closed whatever the server had opened under
+    that number since — a client's socket: under load its connection was cut, and the next client
+    on that number got the first one's answer. Closing is idempotent now."""
+    from imagebind_vectorizer.engine.decode_pool import _Exchange
+
+    exchange = _Exchange(os.memfd_create("exchange-test"))
+    exchange.write(b"item")
+    number = exchange.fd
+    exchange.close()
+    read_end, write_end = os.pipe()  # the lowest free numbers: the exchange file's among them
+    try:
+        assert number in (read_end, write_end)
+        exchange.close()  # reaped again
+        os.fstat(read_end)
+        os.fstat(write_end)  # both still open
+    finally:
+        os.close(read_end)
+        os.close(write_end)
