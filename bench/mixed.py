@@ -43,7 +43,7 @@ from bench.inputs import Payloads
 from bench.load import HttpClient
 from bench.report import table
 from bench.run import BASELINE_FLAGS, hardware
-from bench.server import Access, ServerProcess
+from bench.server import Access, ServerProcess, metric_samples
 from imagebind_vectorizer.kinds import InputKind, parse_encoders
 from imagebind_vectorizer.model.config import load_config
 
@@ -252,25 +252,12 @@ def heavy_summary(samples: Samples, kinds: list[InputKind]) -> dict[str, Any]:
 
 def forward_seconds(metrics_text: str, kind: str) -> float:
     """The model's own seconds of forward passes for `kind` so far (not counting paused time)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.name == "imagebind_stage_seconds_sum" and sample.labels.get("kind") == kind \
-                    and sample.labels.get("stage") == "forward":
-                return sample.value
-    return 0.0
+    return sum(value for labels, value in metric_samples(metrics_text, "imagebind_stage_seconds_sum")
+               if labels.get("kind") == kind and labels.get("stage") == "forward")
 
 
 def preemptions(metrics_text: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    found: dict[str, float] = {}
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.name == "imagebind_preemptions_total":
-                found[sample.labels["kind"]] = sample.value
-    return found
+    return {labels["kind"]: value for labels, value in metric_samples(metrics_text, "imagebind_preemptions_total")}
 
 
 def fmt_stats(stats: dict[str, Any]) -> str:

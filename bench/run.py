@@ -23,13 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.flops import GFLOPS_PER_ITEM, matmul_gflops, text_gflops, text_tokens
 from bench.inputs import Payloads, unique_texts
 from bench.load import HttpClient, fetch_vectors, run_level
 from bench.report import LEVEL_HEADERS, level_row, plot, table
-from bench.server import Access, ServerProcess
+from bench.server import Access, ServerProcess, metric_samples
 from imagebind_vectorizer.kinds import InputKind, parse_encoders
 from tests import media
 
@@ -112,14 +111,8 @@ def hardware(device: str) -> dict[str, Any]:
 
 def batch_counts(metrics_text: str) -> dict[str, tuple[float, float]]:
     """(items, model calls) so far, per kind, from the server's imagebind_batch_items histogram."""
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.name == "imagebind_batch_items_sum":
-                sums[sample.labels["kind"]] = sample.value
-            elif sample.name == "imagebind_batch_items_count":
-                counts[sample.labels["kind"]] = sample.value
+    sums = {labels["kind"]: value for labels, value in metric_samples(metrics_text, "imagebind_batch_items_sum")}
+    counts = {labels["kind"]: value for labels, value in metric_samples(metrics_text, "imagebind_batch_items_count")}
     return {kind: (sums[kind], counts.get(kind, 0.0)) for kind in sums}
 
 

@@ -202,3 +202,11 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def metric_samples(metrics_text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample called `name` in a server's /metrics text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(sample.labels, sample.value) for family in text_string_to_metric_families(metrics_text)
+            for sample in family.samples if sample.name == name]
