@@ -111,15 +111,14 @@ class DecodePool:
         """Worker processes alive now (idle or busy)."""
         return len(self._all)
 
-    async def warm(self, samples: list[tuple[InputKind, bytes]], options: PreprocessOptions) -> None:
-        """Start every worker now and decode `samples` in them, so that the first request finds
-        them running: a worker's first start also starts the forkserver, which imports torch
-        (seconds), and each decoder's first call loads its codecs."""
+    async def warm(self, samples: list[tuple[InputKind, bytes]], options: PreprocessOptions) -> list[torch.Tensor]:
+        """Start every worker now and decode `samples` in them (their rows, in order), so that the
+        first request finds them running: a worker's first start also starts the forkserver, which
+        imports torch (seconds), and each decoder's first call loads its codecs."""
         loop = asyncio.get_running_loop()
         workers = await asyncio.gather(*(self._checkout(loop) for _ in range(self.size - len(self._idle))))
         self._idle.extend(workers)
-        for kind, item in samples:
-            await self.preprocess(kind, item, options)
+        return [await self.preprocess(kind, item, options) for kind, item in samples]
 
     async def preprocess(self, kind: InputKind, item: bytes | str, options: PreprocessOptions, *,
                          deadline: float | None = None) -> torch.Tensor:

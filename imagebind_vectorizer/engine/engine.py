@@ -104,8 +104,8 @@ class Engine:
             if self.embedder is None:
                 self.embedder = await asyncio.to_thread(Embedder, self.settings, progress=False)
             if self.settings.warmup:
-                await asyncio.to_thread(self._warm_up)
-                await self._warm_decoders()
+                decoded = await self._warm_decoders()
+                await asyncio.to_thread(self._warm_up, decoded)
         except Exception as exc:
             self.state = State.FAILED
             self.load_error = str(exc)
@@ -125,10 +125,11 @@ class Engine:
             "load_seconds": round(self.embedder.load_seconds, 2), "preprocessing": info.preprocessing.value,
             "output_scaling": info.output_scaling.value}})
 
-    def _warm_up(self) -> None:
+    def _warm_up(self, decoded: dict[InputKind, torch.Tensor]) -> None:
         """Make the first request as fast as the tenth: page the mapped weights in, then run one
         forward per kind (a second one for an encoder's first kind, whose first call also picks
-        kernels) through the same stepwise path as serving; its time seeds the cost model."""
+        kernels) through the same stepwise path as serving; its time seeds the cost model. Media
+        rows come `decoded` by the decoder processes' own warm-up; text is tokenized here."""
         embedder = self.embedder
         assert embedder is not None
         started = time.perf_counter()
@@ -136,9 +137,8 @@ class Engine:
         log.info("weights resident", extra={"fields": {"seconds": round(time.perf_counter() - started, 2)}})
         warm_encoders: set[str] = set()
         for kind in self.settings.enabled_kinds:
-            item: bytes | str = WARMUP_TEXT if kind is InputKind.TEXT else \
-                (SAMPLE_MEDIA / WARMUP_SAMPLES[kind]).read_bytes()
-            rows = embedder.preprocess(kind, item)[:1]
+            rows = decoded[kind] if kind in decoded else embedder.preprocess(kind, WARMUP_TEXT)
+            rows = rows[:1]
             if kind.encoder not in warm_encoders:
                 self._forward_now(kind, rows)
                 warm_encoders.add(kind.encoder)
@@ -146,21 +146,22 @@ class Engine:
             self.costs.observe(kind, 1, seconds)
             log.info("warm-up", extra={"fields": {"kind": kind.value, "forward_seconds": round(seconds, 4)}})
 
-    async def _warm_decoders(self) -> None:
+    async def _warm_decoders(self) -> dict[InputKind, torch.Tensor]:
         """Start the media decoder processes before ready (a cold start added seconds to the first
-        image), decoding each enabled media kind's sample once in them."""
+        image) and decode each enabled media kind's sample in them: its rows, for the warm-up forward."""
         assert self.embedder is not None
         samples = [(kind, (SAMPLE_MEDIA / WARMUP_SAMPLES[kind]).read_bytes())
                    for kind in self.settings.enabled_kinds if kind is not InputKind.TEXT]
         if not samples:
-            return
+            return {}
         started = time.perf_counter()
         try:
-            await self._decode_pool.warm(samples, self.embedder.options)
+            rows = await self._decode_pool.warm(samples, self.embedder.options)
         except Exception as exc:  # media could not be decoded at all: say so now, not per request
             raise RuntimeError(f"the media decoder processes did not start: {exc}") from exc
         log.info("decoders started", extra={"fields": {
             "workers": self._decode_pool.workers, "seconds": round(time.perf_counter() - started, 2)}})
+        return {kind: kind_rows for (kind, _), kind_rows in zip(samples, rows, strict=True)}
 
     def _forward_now(self, kind: InputKind, rows: torch.Tensor) -> float:
         assert self.embedder is not None
