@@ -62,7 +62,7 @@ class ModelThread:
     def __init__(self, s: Scheduler, now: float = 0.0, text_batches: bool = True, lost: float = 0.0,
                  jitter: float = 0.0) -> None:
         self.s, self.now, self.text_batches, self.lost, self.jitter = s, now, text_batches, lost, jitter
-        self.calls = 0
+        self.factors: dict[Task, float] = {}  # each call's share of its cost, drawn when it starts
         self.steps: list[Task] = []
         self.finished: list[tuple[float, Job]] = []
 
@@ -78,10 +78,9 @@ class ModelThread:
             return None
         if task.forward is None:
             task.forward = 0
-            self.calls += 1
-            task.seconds_factor = 1 + self.jitter * math.sin(self.calls)  # type: ignore[attr-defined]
+            self.factors[task] = 1 + self.jitter * math.sin(len(self.factors) + 1)
         task.forward += 1
-        took = self.true_seconds(task) * getattr(task, "seconds_factor", 1.0) / STEPS
+        took = self.true_seconds(task) * self.factors[task] / STEPS
         self.now += took * (1 + self.lost)
         self.s.stepped(task, took, task.forward / STEPS)
         self.steps.append(task)
